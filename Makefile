@@ -1,0 +1,26 @@
+# Every target bootstraps .venv idempotently: a fresh clone needs only `make demo` or `make test`.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: demo test bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision first, pinned: pip takes them from this machine's local wheel cache.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m torchrepro.cli train configs/driving_synthetic.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/engine_overhead.py
+
+clean-venv:
+	rm -rf .venv

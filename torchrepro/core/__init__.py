@@ -1,0 +1,1 @@
+"""The engine every recipe stands on: config, registry, Lightning trainer factory, DDP helpers, run dirs."""

@@ -1,0 +1,115 @@
+"""Lightning callbacks of the engine: exact-resume RNG state, NaN/Inf guard, metrics.json."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from torchrepro.core.errors import NonFiniteLossError
+from torchrepro.core.rundir import METRICS_NAME, write_json_atomic
+from torchrepro.core.seeding import capture_rng_state, restore_rng_state
+
+
+class RNGStateCallback(pl.Callback):
+    """Save the global RNG states in every checkpoint and restore them on resume.
+
+    The restore is deferred to the first training batch after loading, because Lightning does work between
+    loading a checkpoint and the first step (dataloader set-up, sanity checks) that a fresh run did not do at
+    that point of its random stream.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["torchrepro_rng"] = capture_rng_state()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self._pending = checkpoint.get("torchrepro_rng")
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._pending is not None:
+            restore_rng_state(self._pending)
+            self._pending = None
+
+
+class NonFiniteLossGuard(pl.Callback):
+    """Stop training with a clear message when the loss is NaN/Inf, before it reaches the weights.
+
+    Runs before backward, so the bad step never updates parameters and no checkpoint of it is written: the
+    last good checkpoint stays as it was. Under DDP the decision is reduced over ranks so all stop together.
+    """
+
+    def __init__(self, ckpt_dir: Path | None = None) -> None:
+        self.ckpt_dir = ckpt_dir
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if trainer.world_size > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            where = f" (last good checkpoint: {self.ckpt_dir / 'last.ckpt'})" if self.ckpt_dir else ""
+            raise NonFiniteLossError(
+                f"loss became {loss.detach().float().mean().item()} at step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}): "
+                f"lower optim.lr or set trainer.gradient_clip_val, and check the data{where}"
+            )
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for name, value in metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)) and math.isfinite(float(value)):
+            out[name] = float(value)
+    return out
+
+
+class MetricsFileCallback(pl.Callback):
+    """Append every epoch's metrics (and every standalone validation) to ``metrics.json``.
+
+    Rank 0 only, atomic writes.
+
+    The file holds ``history`` (one entry per validation with epoch and step) and ``last`` (the newest).
+    On resume the existing history is kept and extended.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / METRICS_NAME
+
+    def _load(self) -> dict[str, Any]:
+        import json
+
+        if self.path.is_file():
+            try:
+                return json.loads(self.path.read_text())
+            except ValueError:
+                pass
+        return {"history": [], "last": {}}
+
+    def record(self, trainer: pl.Trainer, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        data = self._load()
+        entry = {"stage": stage, "epoch": trainer.current_epoch, "step": trainer.global_step}
+        entry.update(_scalar_metrics(trainer.callback_metrics))
+        data["history"].append(entry)
+        data["last"] = entry
+        write_json_atomic(self.path, data)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning 2.x runs the epoch-end validation before this hook, so both the epoch's training
+        # aggregates and the validation metrics are in callback_metrics here.
+        self.record(trainer, "fit")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self.record(trainer, "validate")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.record(trainer, "test")

@@ -1,0 +1,205 @@
+"""The engine: a Lightning Trainer built from the config, plus train / resume / evaluate entry points.
+
+DDP runs under ``torchrun`` (single- or multi-node, env:// initialisation). The engine initialises the
+process group itself when ``WORLD_SIZE > 1`` so that rank 0 can choose the run directory and broadcast it
+before anything is written; Lightning then reuses that process group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from torchrepro.core.callbacks import MetricsFileCallback, NonFiniteLossGuard, RNGStateCallback
+from torchrepro.core.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+from torchrepro.core.config import Config
+from torchrepro.core.errors import CheckpointError, ConfigError
+from torchrepro.core.registry import Recipe, get_recipe, resolve_config
+from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, choose_run_dir, create_run_dir
+from torchrepro.core.seeding import rank_seed
+
+log = logging.getLogger("torchrepro")
+
+
+# ------------------------------------------------------------------------------------------ distributed
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ
+
+
+def init_distributed(cfg: Config) -> None:
+    """Initialise the default process group from torchrun's environment (no-op otherwise)."""
+    if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
+        return
+    backend = "nccl" if cfg.trainer.accelerator in ("gpu", "cuda") or (
+        cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
+    ) else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(backend=backend)
+
+
+def global_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def configure_rank_logging() -> None:
+    """INFO on rank 0, WARNING elsewhere: warnings and errors from any rank still show."""
+    level = logging.INFO if global_rank() == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s")
+    logging.getLogger("torchrepro").setLevel(level)
+
+
+def agree_on_run_dir(cfg: Config) -> Path:
+    """Rank 0 picks and creates the run directory (writing config.yaml); all ranks receive its path."""
+    path, error = None, None
+    if global_rank() == 0:
+        try:
+            path = create_run_dir(cfg, choose_run_dir(cfg))
+        except ConfigError as err:
+            error = str(err)
+    if dist.is_available() and dist.is_initialized():
+        box = [(str(path) if path else None, error)]
+        dist.broadcast_object_list(box, src=0)
+        (text, error) = box[0]
+        path = Path(text) if text else None
+    if error:
+        raise ConfigError(error)
+    assert path is not None
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+def trainer_devices(cfg: Config) -> tuple[Any, int, str]:
+    """(devices, num_nodes, strategy), taken from torchrun's environment when launched by it."""
+    t = cfg.trainer
+    if launched_by_torchrun():
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+        nodes = int(os.environ["WORLD_SIZE"]) // local
+        return local, nodes, "ddp" if t.strategy == "auto" else t.strategy
+    if t.strategy == "ddp" and t.devices not in (1, "1"):
+        raise ConfigError(
+            "trainer.strategy=ddp with several devices runs under torchrun: "
+            "torchrun --nproc_per_node=N -m torchrepro.cli train CONFIG ..."
+        )
+    return t.devices, t.num_nodes, t.strategy
+
+
+def build_callbacks(cfg: Config, recipe: Recipe, run_dir: Path) -> list[pl.Callback]:
+    """Checkpointing (last every N steps and at epoch end, best by metric), RNG state, NaN guard, metrics."""
+    ckpt_dir = run_dir / CKPT_DIR
+    callbacks: list[pl.Callback] = [RNGStateCallback(), NonFiniteLossGuard(ckpt_dir), MetricsFileCallback(run_dir)]
+    if cfg.checkpoint.every_n_steps > 0:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, enable_version_counter=False,
+                                         every_n_train_steps=cfg.checkpoint.every_n_steps))
+    monitor = cfg.checkpoint.monitor or recipe.default_monitor
+    mode = cfg.checkpoint.mode if cfg.checkpoint.monitor else recipe.default_mode
+    if monitor:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode,
+                                         save_top_k=1, save_last=True, enable_version_counter=False))
+    else:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, enable_version_counter=False))
+    return callbacks
+
+
+def build_trainer(cfg: Config, recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callback] | None = None,
+                  logger: bool = True) -> pl.Trainer:
+    """A Lightning Trainer configured from ``cfg.trainer``, logging to ``run_dir``."""
+    t = cfg.trainer
+    devices, num_nodes, strategy = trainer_devices(cfg)
+    tb = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="") if logger else False
+    return pl.Trainer(
+        default_root_dir=str(run_dir),
+        accelerator=t.accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        sync_batchnorm=t.sync_batchnorm,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        gradient_clip_algorithm=t.gradient_clip_algorithm,
+        precision=t.precision,
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        deterministic=t.deterministic,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        logger=tb,
+        callbacks=build_callbacks(cfg, recipe, run_dir) + list(extra_callbacks or []),
+        plugins=[AtomicCheckpointIO()],
+        # Our ResumableSampler shards itself across ranks; Lightning must not wrap it.
+        use_distributed_sampler=False,
+    )
+
+
+# -------------------------------------------------------------------------------------------- commands
+def _fit(cfg: Config, run_dir: Path, ckpt_path: Path | None) -> dict[str, float]:
+    recipe = get_recipe(cfg.recipe)
+    pl.seed_everything(rank_seed(cfg.seed, global_rank()), workers=True, verbose=False)
+    module, datamodule = recipe.build(cfg)
+    trainer = build_trainer(cfg, recipe, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    finish = getattr(module, "on_run_end", None)
+    if callable(finish) and trainer.is_global_zero:
+        finish(run_dir, datamodule)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+
+
+def train(config_path: Path | None, overrides: list[str], raw: dict | None = None) -> tuple[Path, dict[str, float]]:
+    """``torchrepro train``: validate, create the run directory, fit. Returns (run_dir, final metrics)."""
+    cfg = resolve_config(config_path, overrides, raw=raw)
+    init_distributed(cfg)
+    configure_rank_logging()
+    run_dir = agree_on_run_dir(cfg)
+    return run_dir, _fit(cfg, run_dir, None)
+
+
+def resume(run_dir: Path) -> tuple[Path, dict[str, float]]:
+    """``torchrepro resume RUN_DIR``: the run's own config and its last checkpoint, nothing else."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_NAME).is_file():
+        raise CheckpointError(f"'{run_dir}' is not a run directory (no {CONFIG_NAME}): pass a directory made by `torchrepro train`")
+    ckpt = run_dir / CKPT_DIR / "last.ckpt"
+    if not ckpt.is_file():
+        raise CheckpointError(f"run directory '{run_dir}' has no checkpoint ({ckpt} is missing): nothing to resume; start it again with `torchrepro train`")
+    load_checkpoint(ckpt)  # fail early, with a clear message, on a corrupt file
+    cfg = resolve_config(run_dir / CONFIG_NAME, [f"run.dir={run_dir}"])
+    init_distributed(cfg)
+    configure_rank_logging()
+    return run_dir, _fit(cfg, run_dir, ckpt)
+
+
+def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str]) -> tuple[Path, dict[str, float]]:
+    """``torchrepro eval``: load weights (weights_only) into the recipe's model and run validation."""
+    cfg = resolve_config(config_path, overrides)
+    ckpt = load_checkpoint(Path(ckpt_path))
+    init_distributed(cfg)
+    configure_rank_logging()
+    recipe = get_recipe(cfg.recipe)
+    pl.seed_everything(rank_seed(cfg.seed, global_rank()), workers=True, verbose=False)
+    module, datamodule = recipe.build(cfg)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"checkpoint '{ckpt_path}' does not fit recipe '{cfg.recipe}' with this config: {first}") from None
+    run_dir = agree_on_run_dir(cfg)
+    trainer = build_trainer(cfg, recipe, run_dir)
+    results = trainer.validate(module, datamodule=datamodule)
+    finish = getattr(module, "on_run_end", None)
+    if callable(finish) and trainer.is_global_zero:
+        finish(run_dir, datamodule)
+    return run_dir, {k: float(v) for k, v in (results[0] if results else {}).items()}

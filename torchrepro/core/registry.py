@@ -1,0 +1,70 @@
+"""Recipe registry: a recipe registers its name, schemas and builder; the CLI looks it up by name.
+
+``core`` never imports a system package. The explicit table in :mod:`torchrepro.recipes` imports each
+system's ``task`` module, whose :func:`register` call fills the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from torchrepro.core import config as cfgmod
+from torchrepro.core.errors import ConfigError
+from torchrepro.core.typed import closest
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the engine needs to know about a recipe.
+
+    ``build(cfg)`` returns ``(LightningModule, LightningDataModule)``; ``evaluate_extra`` (optional) writes
+    recipe-specific artefacts (plots) into the run directory after fitting or evaluation.
+    """
+
+    name: str
+    description: str
+    data_schema: type
+    model_schema: type
+    build: Callable[[cfgmod.Config], tuple["pl.LightningModule", "pl.LightningDataModule"]]
+    default_monitor: str | None = None
+    default_mode: str = "max"
+
+
+_RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    """Add a recipe; registering the same name twice is a programming error."""
+    if recipe.name in _RECIPES and _RECIPES[recipe.name] is not recipe:
+        raise RuntimeError(f"recipe '{recipe.name}' registered twice")
+    _RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def recipes() -> dict[str, Recipe]:
+    """All registered recipes by name."""
+    return dict(_RECIPES)
+
+
+def get_recipe(name: object) -> Recipe:
+    """Look a recipe up by name, with a "did you mean" hint for typos."""
+    if not isinstance(name, str) or name not in _RECIPES:
+        hint = closest(str(name), _RECIPES) if isinstance(name, str) else None
+        tail = f"did you mean '{hint}'?" if hint else f"known recipes: {', '.join(sorted(_RECIPES))}"
+        raise ConfigError(f"unknown recipe '{name}' in config key 'recipe': {tail}")
+    return _RECIPES[name]
+
+
+def resolve_config(path: Path | None, overrides: list[str], raw: dict | None = None) -> cfgmod.Config:
+    """Load YAML (or take ``raw``), apply overrides, find the recipe and validate against its schemas."""
+    data = cfgmod.load_raw(Path(path)) if raw is None else raw
+    data = cfgmod.apply_overrides(data, overrides)
+    if "recipe" not in data:
+        raise ConfigError("config has no 'recipe' key: add e.g. 'recipe: driving' (see `torchrepro list`)")
+    recipe = get_recipe(data["recipe"])
+    return cfgmod.validate(data, recipe.data_schema, recipe.model_schema)

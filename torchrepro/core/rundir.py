@@ -1,0 +1,58 @@
+"""Run directories: one new directory per run, never overwriting an earlier run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from torchrepro.core.config import Config
+from torchrepro.core.errors import ConfigError
+
+CONFIG_NAME = "config.yaml"
+METRICS_NAME = "metrics.json"
+CKPT_DIR = "checkpoints"
+
+
+def choose_run_dir(cfg: Config) -> Path:
+    """``run.dir`` if given, else ``<run.root>/<recipe>/<timestamp>`` (made unique with a suffix)."""
+    if cfg.run.dir:
+        return Path(cfg.run.dir)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.run.root) / cfg.recipe / stamp
+    path, n = base, 1
+    while path.exists():
+        path, n = base.with_name(f"{stamp}-{n}"), n + 1
+    return path
+
+
+def check_run_dir_free(path: Path) -> None:
+    """Refuse an existing non-empty directory: a run must never overwrite another run's files."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(
+            f"run directory '{path}' already exists and is not empty: choose another run.dir, "
+            f"or continue that run with `torchrepro resume {path}`"
+        )
+
+
+def create_run_dir(cfg: Config, path: Path) -> Path:
+    """Create the run directory and write the resolved config (rank 0 only calls this)."""
+    check_run_dir_free(path)
+    (path / CKPT_DIR).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path / CONFIG_NAME, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small text file atomically."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

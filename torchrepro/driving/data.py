@@ -1,0 +1,120 @@
+"""Driving-direction data: the seed's CSV format and torchvision's ImageFolder layout.
+
+CSV format (SEEDS.md §4): a CSV whose rows are ``image_name,label`` (name without extension; an optional
+header line ``image_name,label``) next to a folder of images. ImageFolder: ``<split>/<class>/<image>``.
+Both return ``(image tensor, class index)``; the training split takes ``(epoch, index)`` keys so that its
+augmentation is a pure function of ``(seed, epoch, index)``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from torchrepro.core.data import keyed_rng
+from torchrepro.core.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as RGB, or raise a DataError naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"image '{path}' cannot be read as an image ({type(err).__name__}): remove or replace the file") from None
+
+
+def find_image(folder: Path, name: str) -> Path | None:
+    """The file ``folder/name.<ext>`` for a known image extension, if any."""
+    for ext in IMAGE_EXTENSIONS:
+        candidate = folder / f"{name}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_label_csv(csv_path: Path, image_dir: Path, classes: Sequence[str]) -> list[tuple[Path, int]]:
+    """Parse the seed's CSV into (image path, class index) pairs, checking every row."""
+    if not csv_path.is_file():
+        raise DataError(f"label file '{csv_path}' does not exist: check data.root and data.csv")
+    if not image_dir.is_dir():
+        raise DataError(f"image folder '{image_dir}' does not exist: check data.root and data.images")
+    items: list[tuple[Path, int]] = []
+    with open(csv_path, newline="") as fh:
+        for line_no, row in enumerate(csv.reader(fh), start=1):
+            if not row or (line_no == 1 and [c.strip() for c in row] == ["image_name", "label"]):
+                continue
+            if len(row) != 2:
+                raise DataError(f"'{csv_path}' line {line_no}: expected 'image_name,label', got {row!r}")
+            name, label = row[0].strip(), row[1].strip()
+            if label not in classes:
+                raise DataError(f"'{csv_path}' line {line_no}: label '{label}' is not one of {list(classes)} (data.classes)")
+            path = find_image(image_dir, name)
+            if path is None:
+                raise DataError(f"'{csv_path}' line {line_no}: image '{name}' not found in '{image_dir}' (tried {', '.join(IMAGE_EXTENSIONS)})")
+            items.append((path, classes.index(label)))
+    if not items:
+        raise DataError(f"label file '{csv_path}' lists no images: the data set is empty")
+    return items
+
+
+def read_image_folder(root: Path, classes: Sequence[str]) -> list[tuple[Path, int]]:
+    """ImageFolder layout ``root/<class>/*.jpg``; class folders must be the configured classes."""
+    if not root.is_dir():
+        raise DataError(f"image folder '{root}' does not exist: check data.root")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if sorted(found) != sorted(classes):
+        raise DataError(f"'{root}' has class folders {found}, expected {sorted(classes)} (data.classes)")
+    items = [(p, classes.index(c)) for c in classes for p in sorted((root / c).iterdir())
+             if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not items:
+        raise DataError(f"image folder '{root}' holds no images: the data set is empty")
+    return items
+
+
+class DirectionDataset(Dataset):
+    """(image, label) pairs with optional keyed augmentation and a left/right-swapping horizontal flip.
+
+    Mirroring a road scene turns a left bend into a right bend, so the flip swaps those two labels instead of
+    being forbidden (it doubles the effective data for free).
+    """
+
+    def __init__(self, items: list[tuple[Path, int]], transform: Callable[[Image.Image], torch.Tensor],
+                 classes: Sequence[str], seed: int = 0, flip_swap: bool = False) -> None:
+        self.items = items
+        self.transform = transform
+        self.seed = seed
+        self.flip_swap = flip_swap and "left" in classes and "right" in classes
+        self.swap = {classes.index("left"): classes.index("right"), classes.index("right"): classes.index("left")} if self.flip_swap else {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(key, tuple):  # training: (epoch, index) → deterministic augmentation
+            epoch, index = key
+            path, label = self.items[index]
+            with keyed_rng(self.seed, epoch, index):
+                image = self.transform(load_rgb(path))
+                if self.flip_swap and bool(torch.rand(()) < 0.5):
+                    image, label = image.flip(-1), self.swap.get(label, label)
+            return image, label
+        path, label = self.items[key]
+        return self.transform(load_rgb(path)), label
+
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+
+def class_counts(items: list[tuple[Path, Any]], n_classes: int) -> list[int]:
+    counts = [0] * n_classes
+    for _, label in items:
+        counts[label] += 1
+    return counts

@@ -1,0 +1,67 @@
+"""Driving-direction classifier: ResNet34 features → global average pool → Flatten → Linear(512 → 3).
+
+Follows the seed (SEEDS.md §4): a ResNet34 with its last two children (avgpool, fc) removed, an adaptive
+average pool, Flatten and a linear layer to left/right/straight. The seed also L2-normalises the logits;
+that caps the softmax confidence (logits on the unit sphere), so it is an option here, off by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from torchrepro.core.errors import CheckpointError
+
+ARCHS = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
+         "resnet50": torchvision.models.resnet50}
+
+
+def load_local_weights(model: nn.Module, path: str) -> None:
+    """Load a torchvision-format state dict from a local file (never downloads)."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"model.pretrained '{file}' does not exist: give the path of a local torchvision state dict (.pth)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"model.pretrained '{file}' is not a readable state dict ({type(err).__name__})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"model.pretrained '{file}' does not match the backbone: {len(missing)} missing keys "
+            f"(e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]})"
+        )
+
+
+class DirectionNet(nn.Module):
+    """ResNet backbone + linear head for the 3 driving directions."""
+
+    def __init__(self, num_classes: int = 3, arch: str = "resnet34", pretrained: str | None = None,
+                 freeze_backbone: bool = False, l2_normalize: bool = False) -> None:
+        super().__init__()
+        resnet = ARCHS[arch](weights=None)
+        if pretrained:
+            load_local_weights(resnet, pretrained)
+        feat_dim = resnet.fc.in_features
+        self.backbone = nn.Sequential(*list(resnet.children())[:-2])  # drop avgpool and fc
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(feat_dim, num_classes))
+        self.l2_normalize = l2_normalize
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "DirectionNet":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()  # a frozen backbone also keeps its BatchNorm statistics fixed
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.pool(self.backbone(images)))
+        return F.normalize(logits, dim=1) if self.l2_normalize else logits
