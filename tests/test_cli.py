@@ -1,0 +1,130 @@
+"""Bad input through the CLI: one clear line on stderr, exit status 2, nothing overwritten."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import write_csv_split
+from tests.helpers import REPO, cli, tiny_config
+from torchrepro.cli import main
+
+DEMO = REPO / "configs" / "driving_synthetic.yaml"
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("torchrepro: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_list_and_config(capsys):
+    code, out, _ = run_main(capsys, "list")
+    assert code == 0 and out.startswith("driving")
+    code, out, _ = run_main(capsys, "config", DEMO, "optim.lr=1e-3")
+    assert code == 0 and "lr: 0.001" in out
+
+
+def test_bad_yaml(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("recipe: driving\noptim: {lr: 0.1\n")
+    assert_one_line_error(*run_main(capsys, "train", bad, f"run.dir={tmp_path / 'run'}")[::2], "bad.yaml", "not valid YAML at line")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("colour=red", "unknown config key 'colour'"),
+    ("data.image_sise=3", "did you mean 'data.image_size'?"),
+    ("trainer.max_epochs=three", "'trainer.max_epochs' expects int, got 'three' (str)"),
+    ("recipe=nerf2", "unknown recipe 'nerf2'"),
+    ("data.source=csv", "'data.root' is required"),
+])
+def test_config_errors_write_nothing(tmp_path, capsys, override, needle):
+    code, _, err = run_main(capsys, "train", DEMO, override, f"run.dir={tmp_path / 'run'}")
+    assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_root(tmp_path, capsys):
+    code, _, err = run_main(capsys, "train", DEMO, "data.source=csv", f"data.root={tmp_path / 'absent'}")
+    assert_one_line_error(code, err, str(tmp_path / "absent"), "does not exist")
+
+
+def test_run_dir_not_empty_is_refused_and_kept(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep me")
+    code, _, err = run_main(capsys, "train", DEMO, f"run.dir={run}")
+    assert_one_line_error(code, err, "already exists and is not empty", "torchrepro resume")
+    assert (run / "precious.txt").read_text() == "keep me" and len(list(run.iterdir())) == 1
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text(DEMO.read_text())
+    code, _, err = run_main(capsys, "resume", tmp_path)
+    assert_one_line_error(code, err, "has no checkpoint")
+    code, _, err = run_main(capsys, "resume", tmp_path / "nope")
+    assert_one_line_error(code, err, "is not a run directory")
+
+
+def test_eval_with_non_checkpoint(tmp_path, capsys):
+    junk = tmp_path / "weights.ckpt"
+    junk.write_bytes(b"this is not a checkpoint")
+    code, _, err = run_main(capsys, "eval", DEMO, "--ckpt", junk)
+    assert_one_line_error(code, err, "weights.ckpt", "is not a readable checkpoint")
+    torch.save({"weights": torch.zeros(2)}, junk)
+    code, _, err = run_main(capsys, "eval", DEMO, "--ckpt", junk)
+    assert_one_line_error(code, err, "not a torchrepro/Lightning checkpoint")
+
+
+def _csv_data(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    write_csv_split(data / "train", 12, seed=1)
+    write_csv_split(data / "val", 6, seed=2)
+    return data
+
+
+def test_image_that_is_not_an_image(tmp_path, capsys):
+    data = _csv_data(tmp_path)
+    (data / "train" / "images" / "frame_0003.jpg").write_bytes(b"\x00not a jpeg at all")
+    code, _, err = run_main(capsys, "train", tiny_config(tmp_path, data), f"run.dir={tmp_path / 'run'}",
+                            "trainer.max_epochs=1")
+    assert_one_line_error(code, err, "frame_0003.jpg", "cannot be read as an image")
+
+
+def test_csv_row_naming_a_missing_image(tmp_path, capsys):
+    data = _csv_data(tmp_path)
+    (data / "train" / "images" / "frame_0005.jpg").unlink()
+    code, _, err = run_main(capsys, "train", tiny_config(tmp_path, data), f"run.dir={tmp_path / 'run'}")
+    assert_one_line_error(code, err, "line 7", "image 'frame_0005' not found")
+
+
+def test_empty_dataset(tmp_path, capsys):
+    data = _csv_data(tmp_path)
+    (data / "val" / "labels.csv").write_text("image_name,label\n")
+    code, _, err = run_main(capsys, "train", tiny_config(tmp_path, data), f"run.dir={tmp_path / 'run'}")
+    assert_one_line_error(code, err, "lists no images", "empty")
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+    data = _csv_data(tmp_path)
+    run = tmp_path / "run"
+    proc = cli("train", tiny_config(tmp_path, data), f"run.dir={run}", "optim.lr=1e12", "trainer.max_epochs=5")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = [x for x in proc.stderr.splitlines() if x.startswith("torchrepro: error:")]
+    assert len(line) == 1 and "loss became" in line[0] and "at step" in line[0], proc.stderr[-2000:]
+    step = int(line[0].split("at step ")[1].split()[0])
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == step  # the last good step was saved; the bad one never was
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
