@@ -30,7 +30,11 @@ def load_local_weights(model: nn.Module, path: str) -> None:
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"model.pretrained '{file}' is not a readable state dict ({type(err).__name__})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches raise even with strict=False
+        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
+        raise CheckpointError(f"model.pretrained '{file}' does not match the backbone: {detail}") from None
     if missing or unexpected:
         raise CheckpointError(
             f"model.pretrained '{file}' does not match the backbone: {len(missing)} missing keys "
