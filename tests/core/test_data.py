@@ -91,3 +91,9 @@ def test_keyed_sampler_yields_epoch_index_pairs():
     s = ResumableSampler(4, seed=0, keyed=True)
     s.set_epoch(2)
     assert all(isinstance(k, tuple) and k[0] == 2 for k in s)
+
+
+def test_evaluation_sampler_does_not_pad(monkeypatch):
+    monkeypatch.setattr("torchrepro.core.data.dist_rank_world", lambda: (3, 4))
+    s = ResumableSampler(10, seed=0, shuffle=False, pad=False)
+    assert len(s) == 2 and list(s) == [3, 7]  # no wrapped duplicate: each item is scored once

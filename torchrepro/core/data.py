@@ -36,11 +36,15 @@ def dist_rank_world() -> tuple[int, int]:
 class ResumableSampler(Sampler):
     """Seeded, shardable, skippable sampler (see module docstring)."""
 
-    def __init__(self, data: Sized | int, seed: int, shuffle: bool = True, keyed: bool = False) -> None:
+    def __init__(self, data: Sized | int, seed: int, shuffle: bool = True, keyed: bool = False,
+                 pad: bool = True) -> None:
         self.n = data if isinstance(data, int) else len(data)
         self.seed = seed
         self.shuffle = shuffle
         self.keyed = keyed
+        # Training pads so every rank takes the same number of steps (DDP needs it); evaluation must not,
+        # or the padded duplicates would be counted twice in the metric.
+        self.pad = pad
         self.epoch = 0
         self.skip = 0  # samples of this epoch already consumed before a resume
 
@@ -51,8 +55,8 @@ class ResumableSampler(Sampler):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        _, world = dist_rank_world()
-        return math.ceil(self.n / world)
+        rank, world = dist_rank_world()
+        return math.ceil(self.n / world) if self.pad else len(range(rank, self.n, world))
 
     def epoch_order(self) -> list[int]:
         """This rank's indices for the current epoch (before skipping)."""
@@ -62,8 +66,9 @@ class ResumableSampler(Sampler):
             order = torch.randperm(self.n, generator=gen).tolist()
         else:
             order = list(range(self.n))
-        total = math.ceil(self.n / world) * world
-        order += order[: total - self.n]  # pad by wrapping, as DistributedSampler does
+        if self.pad:
+            total = math.ceil(self.n / world) * world
+            order += order[: total - self.n]  # pad by wrapping, as DistributedSampler does
         return order[rank::world]
 
     def __iter__(self) -> Iterator[Any]:

@@ -140,7 +140,7 @@ class DrivingDataModule(pl.LightningDataModule):
                                num_workers=self.d.num_workers, persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader:
-        sampler = ResumableSampler(self.val_set, seed=self.cfg.seed, shuffle=False)
+        sampler = ResumableSampler(self.val_set, seed=self.cfg.seed, shuffle=False, pad=False)
         return DataLoader(self.val_set, batch_size=self.d.val_batch_size, sampler=sampler, num_workers=self.d.num_workers)
 
 
