@@ -81,6 +81,7 @@ class MetricsFileCallback(pl.Callback):
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / METRICS_NAME
+        self.validate_stage = "validate"  # the engine sets "untrained" for the pre-training validation
 
     def _load(self) -> dict[str, Any]:
         import json
@@ -109,7 +110,7 @@ class MetricsFileCallback(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == "validate":
-            self.record(trainer, "validate")
+            self.record(trainer, self.validate_stage)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.record(trainer, "test")

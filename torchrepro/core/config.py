@@ -49,6 +49,7 @@ class TrainerConfig:
     limit_val_batches: int | float = 1.0
     deterministic: bool | Literal["warn"] = "warn"
     progress_bar: bool = True
+    validate_before_fit: bool = False  # score the untrained model first (recorded as stage "untrained")
 
     def check(self, where: str) -> None:
         if self.accumulate_grad_batches < 1:

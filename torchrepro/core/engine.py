@@ -21,6 +21,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torchrepro.core.callbacks import MetricsFileCallback, NonFiniteLossGuard, RNGStateCallback
 from torchrepro.core.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from torchrepro.core.config import Config
+from torchrepro.core.distributed import SyncBatchNormPlugin
 from torchrepro.core.errors import CheckpointError, ConfigError
 from torchrepro.core.registry import Recipe, get_recipe, resolve_config
 from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, choose_run_dir, create_run_dir
@@ -137,20 +138,39 @@ def build_trainer(cfg: Config, recipe: Recipe, run_dir: Path, extra_callbacks: l
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        # no_grad rather than inference_mode for evaluation: metric states created under inference mode
+        # (e.g. by a validation before fitting) cannot be updated in place afterwards.
+        inference_mode=False,
         logger=tb,
         callbacks=build_callbacks(cfg, recipe, run_dir) + list(extra_callbacks or []),
-        plugins=[AtomicCheckpointIO()],
+        # torch's SyncBatchNorm has GPU kernels only; the plugin picks a gloo-capable one on CPU. Added only
+        # when asked for: Lightning turns layer syncing on for any such plugin.
+        plugins=[AtomicCheckpointIO(), *([SyncBatchNormPlugin()] if t.sync_batchnorm else [])],
         # Our ResumableSampler shards itself across ranks; Lightning must not wrap it.
         use_distributed_sampler=False,
     )
 
 
 # -------------------------------------------------------------------------------------------- commands
+def _validate_untrained(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any) -> dict[str, float]:
+    """Score the freshly initialised model (the "untrained" baseline every recipe should report)."""
+    metrics_cb = next(c for c in trainer.callbacks if isinstance(c, MetricsFileCallback))
+    metrics_cb.validate_stage = "untrained"
+    results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    metrics_cb.validate_stage = "validate"
+    untrained = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if global_rank() == 0:
+        print("untrained model: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(untrained.items())), flush=True)
+    return untrained
+
+
 def _fit(cfg: Config, run_dir: Path, ckpt_path: Path | None) -> dict[str, float]:
     recipe = get_recipe(cfg.recipe)
     pl.seed_everything(rank_seed(cfg.seed, global_rank()), workers=True, verbose=False)
     module, datamodule = recipe.build(cfg)
     trainer = build_trainer(cfg, recipe, run_dir)
+    if cfg.trainer.validate_before_fit and ckpt_path is None:
+        _validate_untrained(trainer, module, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     finish = getattr(module, "on_run_end", None)
     if callable(finish) and trainer.is_global_zero:

@@ -46,9 +46,11 @@ class DirectionNet(nn.Module):
     """ResNet backbone + linear head for the 3 driving directions."""
 
     def __init__(self, num_classes: int = 3, arch: str = "resnet34", pretrained: str | None = None,
-                 freeze_backbone: bool = False, l2_normalize: bool = False) -> None:
+                 freeze_backbone: bool = False, l2_normalize: bool = False, zero_init_residual: bool = False) -> None:
         super().__init__()
-        resnet = ARCHS[arch](weights=None)
+        # zero_init_residual (Goyal et al. 2017, §5.1): each residual block starts as the identity, which
+        # speeds up training from scratch; irrelevant when pretrained weights overwrite it.
+        resnet = ARCHS[arch](weights=None, zero_init_residual=zero_init_residual)
         if pretrained:
             load_local_weights(resnet, pretrained)
         feat_dim = resnet.fc.in_features
