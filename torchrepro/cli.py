@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
+def _print_metrics(run_dir: Path, metrics: dict[str, float], started: float) -> None:
     from torchrepro.core.engine import global_rank
 
     if global_rank() != 0:
@@ -50,9 +51,11 @@ def _print_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
     shown = {k: round(v, 4) for k, v in sorted(metrics.items())}
     print(f"run directory: {run_dir}")
     print("metrics: " + json.dumps(shown))
+    print(f"wall time: {time.perf_counter() - started:.0f} s")
 
 
 def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     import torchrepro.recipes  # noqa: F401  (fills the registry)
     from torchrepro.core import engine, registry
 
@@ -63,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = registry.resolve_config(args.config, args.overrides)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     elif args.command == "train":
-        _print_metrics(*engine.train(args.config, args.overrides))
+        _print_metrics(*engine.train(args.config, args.overrides), started)
     elif args.command == "resume":
-        _print_metrics(*engine.resume(args.run_dir))
+        _print_metrics(*engine.resume(args.run_dir), started)
     elif args.command == "eval":
-        _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides))
+        _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides), started)
     return 0
 
 
