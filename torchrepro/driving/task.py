@@ -56,6 +56,7 @@ class DrivingData:
     val_batch_size: int = 128
     num_workers: int = 0
     flip_swap: bool = True
+    augment: bool = True  # photometric jitter + small shifts on the training split
 
     def check(self, where: str) -> None:
         if self.source != "synthetic":
@@ -85,14 +86,14 @@ class DrivingModel:
             raise ConfigError(f"pretrained weights '{self.pretrained}' ({where}.pretrained) do not exist: give a local .pth path")
 
 
-def build_transforms(size: int, train: bool) -> v2.Compose:
+def build_transforms(size: int, train: bool, augment: bool = True) -> v2.Compose:
     """Seed's normalisation (mean 0.5, std 0.5); photometric jitter and a small shift for training.
 
     No random-resized crop: the bend that decides the class lives in the few rows under the horizon, and a
     crop that cuts them away would turn a "left" image into an unlabelled one.
     """
     ops: list = [v2.PILToTensor(), v2.Resize((size, size), antialias=True)]
-    if train:
+    if train and augment:
         ops += [v2.RandomAffine(degrees=0, translate=(0.05, 0.05)),
                 v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)]
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)]
@@ -132,7 +133,7 @@ class DrivingDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         d = self.d
         if self.train_set is None and stage in (None, "fit"):
-            self.train_set = DirectionDataset(self._items(d.train_split), build_transforms(d.image_size, True),
+            self.train_set = DirectionDataset(self._items(d.train_split), build_transforms(d.image_size, True, d.augment),
                                               d.classes, seed=self.cfg.seed, flip_swap=d.flip_swap)
         if self.val_set is None:
             self.val_set = DirectionDataset(self._items(d.val_split), build_transforms(d.image_size, False), d.classes)
