@@ -24,7 +24,7 @@ from torchrepro.core.config import Config
 from torchrepro.core.distributed import SyncBatchNormPlugin
 from torchrepro.core.errors import CheckpointError, ConfigError
 from torchrepro.core.registry import Recipe, get_recipe, resolve_config
-from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, choose_run_dir, create_run_dir
+from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, METRICS_NAME, choose_run_dir, create_run_dir
 from torchrepro.core.seeding import rank_seed
 
 log = logging.getLogger("torchrepro")
@@ -175,7 +175,23 @@ def _fit(cfg: Config, run_dir: Path, ckpt_path: Path | None) -> dict[str, float]
     finish = getattr(module, "on_run_end", None)
     if callable(finish) and trainer.is_global_zero:
         finish(run_dir, datamodule)
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    if not metrics and ckpt_path is not None:
+        # resuming a run that had already finished trains nothing: report what the run recorded last
+        log.info("the run had already reached its end; nothing was trained")
+        metrics = last_recorded_metrics(run_dir)
+    return metrics
+
+
+def last_recorded_metrics(run_dir: Path) -> dict[str, float]:
+    """The newest entry of a run's metrics.json (without its bookkeeping fields)."""
+    import json
+
+    path = run_dir / METRICS_NAME
+    if not path.is_file():
+        return {}
+    last = json.loads(path.read_text()).get("last", {})
+    return {k: float(v) for k, v in last.items() if k not in ("stage", "epoch", "step")}
 
 
 def train(config_path: Path | None, overrides: list[str], raw: dict | None = None) -> tuple[Path, dict[str, float]]:
