@@ -165,6 +165,7 @@ def _validate_untrained(trainer: pl.Trainer, module: pl.LightningModule, datamod
 
 
 def _fit(cfg: Config, run_dir: Path, ckpt_path: Path | None) -> dict[str, float]:
+    """Seed, build the recipe, (optionally) score it untrained, fit or resume, write plots; final metrics."""
     recipe = get_recipe(cfg.recipe)
     pl.seed_everything(rank_seed(cfg.seed, global_rank()), workers=True, verbose=False)
     module, datamodule = recipe.build(cfg)
