@@ -1,0 +1,1 @@
+"""Event-camera data: formats, windowing and representations (voxel grid, histograms)."""
