@@ -21,11 +21,12 @@ def random_events(n: int, seed: int, height: int = H, width: int = W, t0: float 
     return np.stack([t, x, y, p], axis=1).astype(np.float64)
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "torch"])
 @pytest.mark.parametrize("num_bins", [1, 2, 3, 5, 10])
 @pytest.mark.parametrize("n", [0, 1, 2, 17, 500])
-def test_vectorised_matches_reference(num_bins, n):
+def test_vectorised_matches_reference(num_bins, n, compiled):
     ev = random_events(n, seed=1000 * num_bins + n)
-    got = voxel_grid(ev, num_bins, H, W)
+    got = voxel_grid(ev, num_bins, H, W, compiled=compiled)
     assert got.shape == (num_bins, H, W) and got.dtype == torch.float32
     np.testing.assert_allclose(got.numpy(), voxel_grid_reference(ev, num_bins, H, W), atol=1e-5)
 
@@ -118,10 +119,11 @@ def test_mass_conservation(num_bins):
     "row, axis",
     [([0.5, 9, 0, 1], "x"), ([0.5, -1, 0, 1], "x"), ([0.5, 0, 7, 1], "y"), ([0.5, 0, -0.5, 1], "y")],
 )
-def test_out_of_sensor_raises(row, axis):
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "torch"])
+def test_out_of_sensor_raises(row, axis, compiled):
     ev = np.array([[0.0, 0, 0, 1], row, [1.0, 1, 1, 0]])
     with pytest.raises(DataError) as err:
-        voxel_grid(ev, 3, H, W, source="seq01/events.npy")
+        voxel_grid(ev, 3, H, W, source="seq01/events.npy", compiled=compiled)
     msg = str(err.value)
     assert "outside the sensor" in msg and "height=7" in msg and "width=9" in msg
     assert "seq01/events.npy" in msg and f"{axis} spans" in msg

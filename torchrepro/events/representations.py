@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import torch
 
@@ -103,18 +104,45 @@ def _check_t(t: torch.Tensor, source: str | None) -> None:
         )
 
 
+@numba.njit(cache=True, nogil=True)
+def _voxel_grid_kernel(t, x, y, p, num_bins, height, width, out):  # pragma: no cover - compiled
+    """Fused CPU voxel grid: returns 1 for an off-sensor/NaN coordinate, 2 for bad timestamps, else 0."""
+    n = t.shape[0]
+    for i in range(n):
+        if not (x[i] >= 0 and x[i] < width and y[i] >= 0 and y[i] < height):
+            return 1
+        if not np.isfinite(t[i]) or (i > 0 and t[i] < t[i - 1]):
+            return 2
+    t0 = t[0]
+    scale = (num_bins - 1) / (t[n - 1] - t0) if t[n - 1] > t0 else 0.0
+    hw = height * width
+    for i in range(n):
+        tn = (t[i] - t0) * scale
+        lower = int(np.floor(tn))
+        frac = tn - lower
+        pol = 1.0 if p[i] > 0 else -1.0
+        idx = int(y[i]) * width + int(x[i]) + lower * hw
+        out[idx] += pol * (1.0 - frac)
+        if lower + 1 < num_bins:
+            out[idx + hw] += pol * frac
+    return 0
+
+
 def voxel_grid(
     events: np.ndarray | torch.Tensor,
     num_bins: int,
     height: int,
     width: int,
     source: str | None = None,
+    compiled: bool = True,
 ) -> torch.Tensor:
     """Voxel grid of an event window, shape ``(num_bins, height, width)``, float32.
 
     See the module docstring for the formula (rpg_e2vid / Zhu et al. 2019: bilinear in time over ``[0, B−1]``)
-    and how it differs from tonic. Vectorised: two ``index_add_`` calls (lower and upper bin) over a
-    flattened grid, no loop over events. The result is on the device of ``events`` (CPU for NumPy input).
+    and how it differs from tonic. On CPU one fused numba pass validates and scatters; elsewhere (GPU tensors)
+    two ``index_add_`` calls (lower and upper bin) over a flattened grid. The result is on the device of
+    ``events`` (CPU for NumPy input). ``compiled=False`` forces the tensor path (tested against the same
+    reference, so both stay correct).
 
     * empty window → all zeros;
     * zero-duration window (``t_last == t0``) → every event in bin 0;
@@ -133,6 +161,16 @@ def voxel_grid(
     grid = torch.zeros(num_bins * height * width, dtype=torch.float32, device=device)
     if ev.shape[0] == 0:
         return grid.view(num_bins, height, width)
+    if compiled and device.type == "cpu" and ev.dtype == torch.float64:
+        # CPU: one fused pass (validation + scatter) compiled by numba; ~20 separate tensor ops cost
+        # several times more than the arithmetic itself at 15,000 events.
+        arr = ev.numpy()
+        status = _voxel_grid_kernel(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], num_bins, height, width, grid.numpy())
+        if status == 0:
+            return grid.view(num_bins, height, width)
+        _check_t(ev[:, 0], source)  # status != 0: let the detailed checks name the problem
+        _check_xy(ev[:, 1], ev[:, 2], height, width, source)
+        raise DataError(f"invalid events{_where(source)} for the voxel grid")  # not reached: a check raises
 
     t, x, y, p = ev.unbind(1)
     hw = height * width
