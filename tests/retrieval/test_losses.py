@@ -1,0 +1,131 @@
+"""Tests for the batch-hard triplet loss (torchrepro.retrieval.losses; Hermans et al. 2017)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torchrepro.retrieval.losses import TripletLoss, batch_hard_triplet_loss
+
+
+def brute_force(x, y, margin, metric):
+    """Triple loop: per anchor, the worst triplet over all (positive, negative) pairs; mean over anchors that
+    have any triplet. relu / softplus are monotone, so the worst triplet is the batch-hard one."""
+    n = len(y)
+
+    def d(i, j):
+        if metric == "euclidean":
+            return torch.linalg.norm(x[i] - x[j]).item()
+        return 1.0 - (torch.dot(x[i], x[j]) / (x[i].norm() * x[j].norm())).item()
+
+    per_anchor = []
+    for a in range(n):
+        worst = None
+        for p in range(n):
+            if p == a or y[p] != y[a]:
+                continue
+            for q in range(n):
+                if y[q] == y[a]:
+                    continue
+                z = d(a, p) - d(a, q)
+                v = math.log1p(math.exp(z)) if margin is None else max(z + margin, 0.0)
+                worst = v if worst is None else max(worst, v)
+        if worst is not None:
+            per_anchor.append(worst)
+    return sum(per_anchor) / len(per_anchor) if per_anchor else 0.0
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("margin", [0.3, 1.0, None])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_brute_force(metric, margin, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(12, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (12,), generator=g)
+    y[-1] = 99  # a singleton: no positive, excluded as an anchor (still a negative for others)
+    got = batch_hard_triplet_loss(x, y, margin=margin, metric=metric)
+    assert abs(got.item() - brute_force(x, y, margin, metric)) < 1e-6
+
+
+def test_matches_brute_force_float32():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(16, 8, generator=g)
+    y = torch.arange(16) // 4
+    got = batch_hard_triplet_loss(x, y)
+    assert abs(got.item() - brute_force(x.double(), y, 0.3, "euclidean")) < 1e-5
+
+
+def test_hand_computed_1d():
+    # points 0, 1 (class 0) and 3, 6 (class 1); distances:
+    #   d01 = 1, d02 = 3, d03 = 6, d12 = 2, d13 = 5, d23 = 3
+    # anchor 0: hardest pos d01 = 1, hardest neg min(3, 6) = 3 -> relu(1 - 3 + 0.3) = 0
+    # anchor 1: pos d01 = 1, neg min(d12, d13) = 2            -> relu(1 - 2 + 0.3) = 0
+    # anchor 2: pos d23 = 3, neg min(d02, d12) = 2            -> relu(3 - 2 + 0.3) = 1.3
+    # anchor 3: pos d23 = 3, neg min(d03, d13) = 5            -> relu(3 - 5 + 0.3) = 0
+    x = torch.tensor([[0.0], [1.0], [3.0], [6.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1])
+    assert batch_hard_triplet_loss(x, y, margin=0.3).item() == pytest.approx(1.3 / 4, abs=1e-6)
+    # soft margin: mean of softplus(1-3), softplus(1-2), softplus(3-2), softplus(3-5)
+    soft = sum(math.log1p(math.exp(z)) for z in (-2.0, -1.0, 1.0, -2.0)) / 4
+    assert batch_hard_triplet_loss(x, y, margin=None).item() == pytest.approx(soft, abs=1e-6)
+    assert TripletLoss(margin=0.3)(x, y).item() == pytest.approx(1.3 / 4, abs=1e-6)
+
+
+def test_zero_when_classes_far_apart():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(4, 3, generator=g) * 0.01, torch.randn(4, 3, generator=g) * 0.01 + 100.0])
+    y = torch.tensor([0] * 4 + [1] * 4)
+    for metric in ("euclidean",):
+        assert batch_hard_triplet_loss(x, y, margin=0.3, metric=metric).item() == 0.0
+    xc = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]])
+    assert batch_hard_triplet_loss(xc, torch.tensor([0, 0, 1, 1]), margin=0.3, metric="cosine").item() == 0.0
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("margin", [0.3, None])
+def test_gradient_finite_with_identical_features(metric, margin):
+    x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [3.0, -1.0], [3.0, -1.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 1, 1, 2])  # identical positives (0, 1) and an identical negative (2 vs 0)
+    loss = batch_hard_triplet_loss(x, y, margin=margin, metric=metric)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+
+
+def test_anchors_without_positive_or_negative_excluded():
+    x = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 1])  # anchor 2 has no positive
+    # anchor 0: relu(1 - 3 + 0.3) = 0; anchor 1: relu(1 - 2 + 0.3) = 0 -> use a larger margin
+    got = batch_hard_triplet_loss(x, y, margin=2.5)
+    assert got.item() == pytest.approx(((1 - 3 + 2.5) + (1 - 2 + 2.5)) / 2, abs=1e-9)
+    # no triplet at all: all labels distinct, or all the same -> zero with a gradient
+    for labels in (torch.tensor([0, 1, 2]), torch.tensor([5, 5, 5])):
+        z = x.clone().requires_grad_(True)
+        loss = batch_hard_triplet_loss(z, labels)
+        assert loss.item() == 0.0 and loss.requires_grad
+        loss.backward()
+        assert torch.equal(z.grad, torch.zeros_like(z))
+
+
+def test_gradient_matches_reference_autograd():
+    """Gradient equals that of a direct (diff-norm) implementation where distances are non-zero."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 4, generator=g, dtype=torch.float64)
+    y = torch.arange(8) // 2
+    a = x.clone().requires_grad_(True)
+    batch_hard_triplet_loss(a, y, margin=0.5).backward()
+    b = x.clone().requires_grad_(True)
+    dist = (b[:, None] - b[None]).norm(dim=-1)
+    same = y[:, None] == y[None]
+    eye = torch.eye(8, dtype=torch.bool)
+    d_ap = dist.masked_fill(~(same & ~eye), -1).max(1).values
+    d_an = dist.masked_fill(same, float("inf")).min(1).values
+    F.relu(d_ap - d_an + 0.5).mean().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-8)
+
+
+def test_bad_metric():
+    with pytest.raises(ValueError):
+        batch_hard_triplet_loss(torch.zeros(2, 2), torch.tensor([0, 1]), metric="manhattan")

@@ -1,0 +1,77 @@
+"""Batch-hard triplet loss.
+
+A. Hermans, L. Beyer, B. Leibe, "In Defense of the Triplet Loss for Person Re-Identification", arXiv:1703.07737,
+2017. For each anchor ``a`` in a P×K batch: the hardest positive (the farthest item with the same label, other
+than ``a`` itself) and the hardest negative (the closest item with a different label), then
+``relu(d(a,p) − d(a,n) + margin)`` — or the soft margin ``softplus(d(a,p) − d(a,n))`` when ``margin`` is None —
+averaged over the anchors. Anchors with no positive or no negative in the batch have no triplet and are left
+out of the mean; a batch with no valid anchor gives a zero loss that still carries a (zero) gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["pairwise_distance", "batch_hard_triplet_loss", "TripletLoss"]
+
+Metric = Literal["euclidean", "cosine"]
+
+
+def pairwise_distance(features: Tensor, metric: Metric = "euclidean", eps: float = 1e-12) -> Tensor:
+    """[N, N] distances. Euclidean: ``sqrt(clamp(|x|² + |y|² − 2x·y, eps))`` — the clamp keeps the gradient
+    finite where two features coincide (d/dx sqrt(x) is infinite at 0). Cosine: ``1 − cos``."""
+    if metric == "euclidean":
+        sq = features.pow(2).sum(dim=1)
+        d2 = sq[:, None] + sq[None, :] - 2.0 * (features @ features.t())
+        return d2.clamp_min(eps).sqrt()
+    if metric == "cosine":
+        x = F.normalize(features, dim=1)
+        return 1.0 - x @ x.t()
+    raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+
+
+def batch_hard_triplet_loss(features: Tensor, labels: Tensor, margin: float | None = 0.3,
+                            metric: Metric = "euclidean") -> Tensor:
+    """Batch-hard triplet loss of ``features`` [N, D] with integer ``labels`` [N] (see module docstring)."""
+    if features.dim() != 2:
+        raise ValueError(f"features must be [N, D], got shape {tuple(features.shape)}")
+    labels = labels.reshape(-1).to(features.device)
+    if labels.numel() != features.shape[0]:
+        raise ValueError(f"labels has {labels.numel()} entries for {features.shape[0]} features")
+    dist = pairwise_distance(features, metric)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=features.device)
+    pos_mask = same & ~eye
+    neg_mask = ~same
+    valid = pos_mask.any(dim=1) & neg_mask.any(dim=1)
+    if not bool(valid.any()):
+        return features.sum() * 0.0
+    # masked_fill passes no gradient to the filled entries; invalid anchors (±inf) are dropped before use.
+    d_ap = dist.masked_fill(~pos_mask, float("-inf")).amax(dim=1)[valid]
+    d_an = dist.masked_fill(~neg_mask, float("inf")).amin(dim=1)[valid]
+    if margin is None:
+        loss = F.softplus(d_ap - d_an)
+    else:
+        loss = F.relu(d_ap - d_an + margin)
+    return loss.mean()
+
+
+class TripletLoss(nn.Module):
+    """Module form of :func:`batch_hard_triplet_loss` (Hermans et al., 2017)."""
+
+    def __init__(self, margin: float | None = 0.3, metric: Metric = "euclidean") -> None:
+        super().__init__()
+        if metric not in ("euclidean", "cosine"):
+            raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+        self.margin = margin
+        self.metric = metric
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        return batch_hard_triplet_loss(features, labels, self.margin, self.metric)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, metric={self.metric!r}"
