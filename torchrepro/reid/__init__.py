@@ -1,0 +1,1 @@
+"""Person re-identification: data sets, model, losses and task."""

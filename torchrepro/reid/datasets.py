@@ -1,0 +1,206 @@
+"""Re-ID data sets: Market-1501, DukeMTMC-reID and CUHK03 (new protocol) readers.
+
+Follows torchreid (``torchreid/data/datasets/image/{market1501,dukemtmcreid,cuhk03}.py``): pid -1 is junk and
+skipped everywhere, pid 0 (Market background/distractors) is kept in the gallery only, camera ids become 0-based,
+and training pids are relabelled to ``0..N-1`` (query/gallery keep raw pids so that evaluation matches them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from torchrepro.core.errors import DataError
+
+__all__ = [
+    "ReidItem",
+    "ReidSplit",
+    "parse_market_name",
+    "read_market1501",
+    "read_dukemtmc",
+    "read_cuhk03_new",
+    "combine_sources",
+]
+
+_MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)")
+_MARKET_PATTERN = "<pid>_c<camera>..., e.g. 0002_c1s1_000451_03.jpg"
+
+
+@dataclass(frozen=True)
+class ReidItem:
+    path: Path
+    pid: int
+    camid: int
+
+
+@dataclass
+class ReidSplit:
+    train: list[ReidItem]
+    query: list[ReidItem]
+    gallery: list[ReidItem]
+
+    def summary(self) -> str:
+        """One line per subset with its number of identities, images and cameras (like torchreid's table)."""
+        lines = []
+        for name in ("train", "query", "gallery"):
+            items = getattr(self, name)
+            pids = len({it.pid for it in items})
+            cams = len({it.camid for it in items})
+            lines.append(f"{name:<8s}| {pids:6d} ids | {len(items):7d} images | {cams:3d} cameras")
+        return "\n".join(lines)
+
+
+def parse_market_name(name: str) -> tuple[int, int]:
+    """``0002_c1s1_000451_03.jpg`` / ``0001_c2_f0046182.jpg`` -> ``(pid, camid)`` with a 0-based camid."""
+    m = _MARKET_RE.match(Path(name).name)
+    if m is None:
+        raise DataError(
+            f"re-ID image {name!r} does not match the expected name pattern {_MARKET_PATTERN} "
+            f"(regex ^(-?\\d+)_c(\\d+)); rename or remove the file"
+        )
+    return int(m.group(1)), int(m.group(2)) - 1
+
+
+def _read_market_dir(folder: Path, num_cameras: int, keep_background: bool) -> list[tuple[Path, int, int]]:
+    if not folder.is_dir():
+        raise DataError(
+            f"re-ID data folder {folder} is missing; expected the standard layout with "
+            f"bounding_box_train/, query/ and bounding_box_test/ under the data root"
+        )
+    out = []
+    for path in sorted(folder.glob("*.jpg")):
+        pid, camid = parse_market_name(str(path))  # the error then names the full path
+        if pid == -1:
+            continue  # junk
+        if pid == 0 and not keep_background:
+            continue  # background/distractor: gallery only
+        if not 0 <= camid < num_cameras:
+            raise DataError(
+                f"re-ID image {path} has camera c{camid + 1}, outside 1..{num_cameras} for this data set; "
+                f"check the file name or the data set choice"
+            )
+        out.append((path, pid, camid))
+    return out
+
+
+def _relabel(raw: list[tuple[Path, int, int]]) -> list[ReidItem]:
+    pid2label = {pid: i for i, pid in enumerate(sorted({pid for _, pid, _ in raw}))}
+    return [ReidItem(path, pid2label[pid], camid) for path, pid, camid in raw]
+
+
+def read_market1501(root: Path, num_cameras: int = 6) -> ReidSplit:
+    """Read a Market-1501-style folder (``bounding_box_train``, ``query``, ``bounding_box_test``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"re-ID data root {root} does not exist; set the data path to the extracted data set folder")
+    train = _read_market_dir(root / "bounding_box_train", num_cameras, keep_background=False)
+    query = _read_market_dir(root / "query", num_cameras, keep_background=False)
+    gallery = _read_market_dir(root / "bounding_box_test", num_cameras, keep_background=True)
+    return ReidSplit(
+        train=_relabel(train),
+        query=[ReidItem(*t) for t in query],
+        gallery=[ReidItem(*t) for t in gallery],
+    )
+
+
+def read_dukemtmc(root: Path) -> ReidSplit:
+    """DukeMTMC-reID: the Market-1501 layout with 8 cameras."""
+    return read_market1501(root, num_cameras=8)
+
+
+_CUHK03_KEYS = ("train_idx", "query_idx", "gallery_idx", "labels", "camId", "filelist")
+
+
+def _cell_str(cell: object) -> str:
+    """One entry of a MATLAB cell array of strings, as loadmat returns it (nested 1-element arrays or a str)."""
+    while isinstance(cell, np.ndarray):
+        if cell.size != 1:
+            break
+        cell = cell.reshape(-1)[0]
+    if isinstance(cell, np.ndarray):  # a char matrix row
+        cell = "".join(str(c) for c in cell.reshape(-1))
+    return str(cell).strip()
+
+
+def read_cuhk03_new(root: Path, variant: Literal["labeled", "detected"]) -> ReidSplit:
+    """CUHK03 under the new 767/700 protocol (Zhong et al. 2017) from ``cuhk03_new_protocol_config_<variant>.mat``."""
+    import scipy.io
+
+    if variant not in ("labeled", "detected"):
+        raise DataError(f"CUHK03 variant {variant!r} is unknown; use 'labeled' or 'detected'")
+    root = Path(root)
+    mat_path = root / f"cuhk03_new_protocol_config_{variant}.mat"
+    if not mat_path.is_file():
+        raise DataError(
+            f"CUHK03 split file {mat_path} is missing; download cuhk03_new_protocol_config_{variant}.mat "
+            f"(Zhong et al. 2017 re-ranking repo) into {root}"
+        )
+    try:
+        mat = scipy.io.loadmat(str(mat_path))
+    except Exception as err:  # noqa: BLE001 - any parse failure is a corrupt user file
+        raise DataError(f"CUHK03 split file {mat_path} could not be read ({err}); re-download it") from err
+    missing = [k for k in _CUHK03_KEYS if k not in mat]
+    if missing:
+        raise DataError(
+            f"CUHK03 split file {mat_path} lacks key(s) {', '.join(missing)}; "
+            f"expected {', '.join(_CUHK03_KEYS)} (re-download the new-protocol .mat)"
+        )
+    filelist = [_cell_str(c) for c in np.asarray(mat["filelist"], dtype=object).reshape(-1)]
+    labels = np.asarray(mat["labels"]).reshape(-1).astype(np.int64)
+    cams = np.asarray(mat["camId"]).reshape(-1).astype(np.int64)
+    n = len(filelist)
+    if len(labels) != n or len(cams) != n:
+        raise DataError(
+            f"CUHK03 split file {mat_path} has {n} filelist entries but {len(labels)} labels and {len(cams)} "
+            f"camId entries; re-download the new-protocol .mat"
+        )
+    img_dir = root / f"images_{variant}"
+
+    def indices(key: str) -> np.ndarray:
+        idx = np.asarray(mat[key]).reshape(-1).astype(np.int64)
+        bad = idx[(idx < 1) | (idx > n)]
+        if bad.size:
+            raise DataError(
+                f"CUHK03 split file {mat_path}: {key} holds index {int(bad[0])} outside 1..{n} "
+                f"(indices are 1-based into filelist); re-download the new-protocol .mat"
+            )
+        return idx - 1
+
+    def items(idx: np.ndarray) -> list[ReidItem]:
+        out = []
+        for i in idx:
+            cam = int(cams[i]) - 1
+            if cam < 0:
+                raise DataError(
+                    f"CUHK03 split file {mat_path}: camId of {filelist[i]} is {cam + 1}, expected >= 1; "
+                    f"re-download the new-protocol .mat"
+                )
+            out.append(ReidItem(img_dir / filelist[i], int(labels[i]), cam))
+        return out
+
+    train = items(indices("train_idx"))
+    query = items(indices("query_idx"))
+    gallery = items(indices("gallery_idx"))
+    pid2label = {pid: i for i, pid in enumerate(sorted({it.pid for it in train}))}
+    train = [ReidItem(it.path, pid2label[it.pid], it.camid) for it in train]
+    return ReidSplit(train=train, query=query, gallery=gallery)
+
+
+def combine_sources(splits: list[ReidSplit]) -> list[ReidItem]:
+    """Merge the training sets of several data sets, offsetting pids so identities never collide.
+
+    As torchreid's ``ImageDataManager`` (dataset ``__add__``): each data set's train pids are shifted by the number
+    of train identities of the data sets before it (``max pid + 1``, since train pids are ``0..N-1``).
+    """
+    merged: list[ReidItem] = []
+    offset = 0
+    for split in splits:
+        if not split.train:
+            continue
+        merged.extend(ReidItem(it.path, it.pid + offset, it.camid) for it in split.train)
+        offset += max(it.pid for it in split.train) + 1
+    return merged
