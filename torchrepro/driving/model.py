@@ -7,39 +7,13 @@ that caps the softmax confidence (logits on the unit sphere), so it is an option
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
-from torchrepro.core.errors import CheckpointError
+from torchrepro.nn.backbones import ARCHS, load_local_weights
 
-ARCHS = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
-         "resnet50": torchvision.models.resnet50}
-
-
-def load_local_weights(model: nn.Module, path: str) -> None:
-    """Load a torchvision-format state dict from a local file (never downloads)."""
-    file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"model.pretrained '{file}' does not exist: give the path of a local torchvision state dict (.pth)")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"model.pretrained '{file}' is not a readable state dict ({type(err).__name__})") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches raise even with strict=False
-        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
-        raise CheckpointError(f"model.pretrained '{file}' does not match the backbone: {detail}") from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"model.pretrained '{file}' does not match the backbone: {len(missing)} missing keys "
-            f"(e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]})"
-        )
+__all__ = ["ARCHS", "DirectionNet", "load_local_weights"]
 
 
 class DirectionNet(nn.Module):

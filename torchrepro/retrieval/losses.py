@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["pairwise_distance", "batch_hard_triplet_loss", "TripletLoss"]
+__all__ = ["pairwise_distance", "batch_hard_triplet_loss", "TripletLoss", "tuple_triplet_loss"]
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -75,3 +75,38 @@ class TripletLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, metric={self.metric!r}"
+
+
+def _paired_distance(a: Tensor, b: Tensor, metric: Metric, eps: float = 1e-12) -> Tensor:
+    """Distance between matching rows of ``a`` and ``b`` (same leading shape, last dim D)."""
+    if metric == "euclidean":
+        return (a - b).pow(2).sum(dim=-1).clamp_min(eps).sqrt()
+    if metric == "cosine":
+        return 1.0 - F.cosine_similarity(a, b, dim=-1)
+    raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+
+
+def tuple_triplet_loss(anchor: Tensor, positive: Tensor, negatives: Tensor, margin: float = 0.1,
+                       metric: Metric = "cosine", reduction: Literal["sum", "hardest"] = "sum") -> Tensor:
+    """Triplet margin loss over (anchor, positive, n negatives) tuples, the place-recognition training item.
+
+    ``anchor`` and ``positive`` are [B, D], ``negatives`` [B, n, D]. Each tuple contributes
+    ``relu(d(a, p) − d(a, n_j) + margin)`` for its negatives, either summed over j (``"sum"``: the event-VPR seed's
+    ``TripletMarginWithDistanceLoss`` summed over negatives, and NetVLAD's Eq. 7 loss, §4) or only for the hardest
+    negative (``"hardest"``, the closest one). The result is averaged over the B tuples. Gradients flow into all
+    three branches (the seed ran positive and negatives under ``no_grad``, which SEEDS.md lists as a bug).
+    """
+    if anchor.dim() != 2 or positive.shape != anchor.shape:
+        raise ValueError(f"anchor and positive must both be [B, D], got {tuple(anchor.shape)} and {tuple(positive.shape)}")
+    if negatives.dim() != 3 or negatives.shape[0] != anchor.shape[0] or negatives.shape[2] != anchor.shape[1]:
+        raise ValueError(f"negatives must be [B, n, D] = [{anchor.shape[0]}, n, {anchor.shape[1]}], "
+                         f"got {tuple(negatives.shape)}")
+    d_ap = _paired_distance(anchor, positive, metric)  # [B]
+    d_an = _paired_distance(anchor.unsqueeze(1), negatives, metric)  # [B, n]
+    if reduction == "sum":
+        per_tuple = F.relu(d_ap.unsqueeze(1) - d_an + margin).sum(dim=1)
+    elif reduction == "hardest":
+        per_tuple = F.relu(d_ap - d_an.amin(dim=1) + margin)
+    else:
+        raise ValueError(f"reduction must be 'sum' or 'hardest', got {reduction!r}")
+    return per_tuple.mean()
