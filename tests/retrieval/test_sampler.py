@@ -186,3 +186,17 @@ def test_with_dataloader_batches():
     assert len(got) == len(s) // (P * K)
     for b in got:
         check_pk(b.tolist(), pids)
+
+
+def test_keyed_mode_yields_unique_slots_and_survives_skip():
+    pids = np.repeat(np.arange(8), 5)
+    plain = RandomIdentitySampler(pids, batch_size=8, num_instances=4, seed=3)
+    keyed = RandomIdentitySampler(pids, batch_size=8, num_instances=4, seed=3, keyed=True)
+    keyed.set_epoch(2)
+    plain.set_epoch(2)
+    items = list(keyed)
+    assert [i for _, _, i in items] == list(plain)
+    assert {e for e, _, _ in items} == {2}
+    assert [s for _, s, _ in items] == list(range(len(items)))
+    keyed.skip = 8
+    assert list(keyed) == items[8:]

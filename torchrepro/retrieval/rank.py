@@ -12,6 +12,9 @@ matches / (position of the hardest, i.e. last, correct match + 1), positions cou
 :func:`evaluate_market1501` is the fast, vectorised implementation. :func:`evaluate_market1501_loop` is a
 direct per-query transcription of the torchreid/fast-reid Python loop; it is the slow *reference* used by
 the tests and by ``benchmarks/reid_rank.py`` and should not be used for real evaluations.
+
+:func:`evaluate_cuhk03_single_shot` is the classic CUHK03 single-gallery-shot protocol (torchreid's
+``eval_cuhk03``): CMC averaged over random galleries holding one sample per identity; mAP as above.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from torchrepro.core.errors import DataError
 
-__all__ = ["evaluate_market1501", "evaluate_market1501_loop"]
+__all__ = ["evaluate_cuhk03_single_shot", "evaluate_market1501", "evaluate_market1501_loop"]
 
 _RANKS = (1, 5, 10, 20)
 
@@ -246,3 +249,145 @@ def evaluate_market1501_loop(
     return _summarise(
         np.asarray(first_ranks, dtype=np.int64), np.asarray(all_ap), np.asarray(all_inp), num_q, max_rank
     )
+
+
+def _identity_groups(g_pids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gallery identities (sorted unique pids) and their items: ``members[start[i] : start[i] + count[i]]``
+    are the gallery indices of identity i in increasing order."""
+    identities, g_ident, counts = np.unique(g_pids, return_inverse=True, return_counts=True)
+    members = np.argsort(g_ident, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return identities, members, starts, counts
+
+
+def _pick(uniform: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Uniform index in ``range(counts)`` from a uniform float in [0, 1): ``floor(u * count)``."""
+    return np.minimum((uniform * counts).astype(np.int64), np.maximum(counts - 1, 0))
+
+
+def _single_shot_first_hits(
+    distmat: np.ndarray,
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_camids: np.ndarray,
+    g_camids: np.ndarray,
+    uniform: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """0-based rank of the single true match in each sampled single-shot gallery, for a block of queries.
+
+    ``uniform`` is [n, repeats, num_identities]: ``uniform[q, r, i]`` picks identity i's gallery sample in
+    repeat r of query q (among the items kept for the query, i.e. the query's own identity loses its
+    same-camera items). Returns ``(valid, first)``: a bool [n] mask of queries with a kept true match and
+    int [n_valid, repeats] ranks. The rank of the true match is the number of sampled items that come before
+    it in the stable ascending distance order, so no sort is needed: only comparisons with its distance.
+    """
+    identities, members, starts, counts = groups
+    n, repeats, _ = uniform.shape
+    # Everyone else's sample: the floor(u * count)-th item of the identity, for every (query, repeat).
+    chosen = members[starts + _pick(uniform, counts)]  # [n, repeats, num_identities]
+
+    # The query's own identity: sample among its items seen by another camera.
+    own = np.searchsorted(identities, q_pids)
+    present = (own < len(identities)) & (identities[np.minimum(own, len(identities) - 1)] == q_pids)
+    own = np.where(present, own, 0)
+    width = int(counts.max())
+    slot = np.arange(width)
+    own_items = members[np.minimum(starts[own][:, None] + slot, len(members) - 1)]  # [n, width], padded
+    kept = present[:, None] & (slot < counts[own][:, None]) & (g_camids[own_items] != q_camids[:, None])
+    num_kept = kept.sum(axis=1)
+    valid = num_kept > 0
+    pick = _pick(uniform[np.arange(n), :, own], num_kept[:, None])  # [n, repeats]
+    # Column of the pick-th kept item: the first slot where the running count of kept items exceeds pick.
+    kept_before = np.cumsum(kept, axis=1)
+    column = np.argmax(kept_before[:, None, :] > pick[:, :, None], axis=2)
+    hit = np.take_along_axis(own_items, column, axis=1)  # [n, repeats]
+
+    rows = np.arange(n)[:, None, None]
+    d_chosen = distmat[rows, chosen]
+    d_hit = distmat[np.arange(n)[:, None], hit][:, :, None]
+    before = (d_chosen < d_hit) | ((d_chosen == d_hit) & (chosen < hit[:, :, None]))
+    before[np.arange(n), :, own] = False  # the query's own identity is represented by `hit` itself
+    first = np.count_nonzero(before, axis=2)
+    return valid, first[valid]
+
+
+def evaluate_cuhk03_single_shot(
+    distmat: np.ndarray,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    max_rank: int = 20,
+    repeats: int = 10,
+    seed: int = 0,
+    chunk_size: int = 256,
+) -> dict[str, float | int | np.ndarray]:
+    """CMC under the classic CUHK03 single-gallery-shot protocol, averaged over random gallery samples.
+
+    As torchreid's ``eval_cuhk03`` (``torchreid/metrics/rank.py``; protocol of Li et al., "DeepReID: Deep
+    Filter Pairing Neural Network for Person Re-identification", CVPR 2014): for each query, gallery items
+    with the same pid and camera are removed, queries without a remaining true match are skipped and counted,
+    and ``repeats`` times one gallery sample per identity is drawn at random; the CMC of each query is the
+    mean over its repeats (exactly one true match remains in each sampled gallery, so CMC is the indicator
+    "that match is within the top k"). As in torchreid, AP (and here also mINP) is computed on the whole kept
+    gallery, not on the samples: ``mAP`` and ``mINP`` equal :func:`evaluate_market1501`'s.
+
+    Sampling is deterministic: ``rng = np.random.default_rng(seed)`` draws ``rng.random((num_query, repeats,
+    num_identities))`` (in query blocks, the same stream), one uniform u per (query, repeat, gallery identity
+    in sorted pid order; skipped queries draw too). Identity i then contributes its ``floor(u * n_i)``-th
+    gallery item in gallery index order, n_i counting for the query's own identity only its items kept after
+    the same-camera removal. The samples therefore do not depend on the distances, so two distance matrices
+    (e.g. before and after re-ranking) are scored on the same galleries. Ties keep gallery order.
+
+    Args:
+        distmat: (num_query, num_gallery) distances, smaller = more similar.
+        q_pids, g_pids, q_camids, g_camids: 1-D person / camera ids of queries and gallery items.
+        max_rank: length of the returned CMC curve; clipped to the gallery size, as in torchreid.
+        repeats: number of random single-shot galleries per query (torchreid: 10).
+        seed: seed of the NumPy generator drawing the galleries.
+        chunk_size: queries processed at once (memory bound only; results do not depend on it).
+
+    Returns:
+        The keys of :func:`evaluate_market1501`: ``rank-1/5/10/20``, ``mAP``, ``mINP``, ``cmc`` (float64 array
+        of length ``min(max_rank, num_gallery)``), ``num_valid_queries``, ``num_skipped``.
+
+    Raises:
+        DataError: when the shapes disagree, ``distmat`` holds NaN, ``repeats`` < 1, or no query has a valid
+        match.
+    """
+    distmat, q_pids, g_pids, q_camids, g_camids = _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
+    if int(repeats) != repeats or repeats < 1:
+        raise DataError(f"repeats must be an integer >= 1, got {repeats}")
+    num_q, num_g = distmat.shape
+    max_rank = min(int(max_rank), num_g)
+    repeats, chunk_size = int(repeats), max(1, int(chunk_size))
+    # mAP / mINP over the whole kept gallery and the skipped queries, exactly as the Market-1501 protocol.
+    full = evaluate_market1501(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
+
+    groups = _identity_groups(g_pids)
+    rng = np.random.default_rng(seed)
+    firsts = []
+    for start in range(0, num_q, chunk_size):
+        stop = min(start + chunk_size, num_q)
+        uniform = rng.random((stop - start, repeats, len(groups[0])))
+        block = slice(start, stop)
+        _, first = _single_shot_first_hits(
+            distmat[block], q_pids[block], g_pids, q_camids[block], g_camids, uniform, groups
+        )
+        firsts.append(first)
+    first = np.concatenate(firsts)  # [num_valid, repeats]
+    assert len(first) == full["num_valid_queries"]  # the same queries are skipped by both protocols
+
+    # Per query mean over repeats, then mean over queries == mean over all (query, repeat) pairs.
+    result: dict[str, float | int | np.ndarray] = {f"rank-{k}": float(np.mean(first < k)) for k in _RANKS}
+    hist = np.bincount(np.minimum(first.ravel(), max_rank), minlength=max_rank + 1)[:max_rank]
+    cmc = hist.cumsum() / first.size
+    result.update(
+        mAP=full["mAP"],
+        mINP=full["mINP"],
+        cmc=cmc,
+        num_valid_queries=full["num_valid_queries"],
+        num_skipped=full["num_skipped"],
+    )
+    return result

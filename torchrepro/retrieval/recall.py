@@ -20,7 +20,7 @@ import numpy as np
 
 from torchrepro.core.errors import DataError
 
-__all__ = ["DEFAULT_NS", "knn_search", "nearest_distance", "recall_at_n", "recall_at_n_bruteforce"]
+__all__ = ["DEFAULT_NS", "first_hit_rank", "knn_search", "nearest_distance", "recall_at_n", "recall_at_n_bruteforce"]
 
 DEFAULT_NS: tuple[int, ...] = (1, 5, 10, 20)
 
@@ -72,6 +72,16 @@ def _check_positions(pos: np.ndarray, n: int, name: str) -> np.ndarray:
     return arr
 
 
+def first_hit_rank(topk: np.ndarray, query_pos: np.ndarray, db_pos: np.ndarray, threshold_m: float) -> np.ndarray:
+    """0-based rank of the first retrieved item within ``threshold_m`` of each query (``topk.shape[1]`` if none).
+
+    A query is correct at N exactly when its first hit rank is < N, so one pass gives every recall@N.
+    """
+    qp, dp = np.asarray(query_pos, np.float64), np.asarray(db_pos, np.float64)
+    hit = np.sqrt(((qp[:, None, :] - dp[topk]) ** 2).sum(-1)) <= threshold_m
+    return np.where(hit.any(axis=1), hit.argmax(axis=1), topk.shape[1])
+
+
 def recall_at_n(
     query_desc: np.ndarray,
     db_desc: np.ndarray,
@@ -104,10 +114,7 @@ def recall_at_n(
             f"recall@N: none of the {len(qp)} queries has a database item within {threshold_m} m; the query and "
             f"database traversals do not overlap (check positions and units)"
         )
-    # distance from each query to each of its retrieved items; correct at N if any of the first N is close
-    hit_dist = np.sqrt(((qp[:, None, :] - dp[topk]) ** 2).sum(-1))
-    hit = hit_dist <= threshold_m
-    first_hit = np.where(hit.any(axis=1), hit.argmax(axis=1), topk.shape[1])
+    first_hit = first_hit_rank(topk, qp, dp, threshold_m)
     metrics = {f"recall@{n}": float((first_hit[answerable] < n).mean()) for n in ns}
     metrics["queries"] = float(answerable.sum())
     metrics["queries_without_positive"] = float((~answerable).sum())

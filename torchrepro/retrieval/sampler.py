@@ -60,7 +60,8 @@ class RandomIdentitySampler(Sampler[int]):
         seed: base seed; the order of an epoch is a pure function of ``(seed, epoch)``.
     """
 
-    def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int, seed: int = 0) -> None:
+    def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int, seed: int = 0,
+                 keyed: bool = False) -> None:
         if num_instances < 1:
             raise ValueError(f"num_instances must be >= 1, got {num_instances}")
         if batch_size < num_instances or batch_size % num_instances:
@@ -71,6 +72,9 @@ class RandomIdentitySampler(Sampler[int]):
         self.num_instances = int(num_instances)
         self.num_pids_per_batch = self.batch_size // self.num_instances
         self.seed = int(seed)
+        # keyed: yield (epoch, slot, index) so a Dataset can make augmentation a pure function of
+        # (seed, epoch, slot); slot is unique per rank and position, as an index may repeat within an epoch.
+        self.keyed = bool(keyed)
         self.epoch = 0
         self.skip = 0  # samples of this epoch already consumed before a resume (ResumableLoader sets it)
         self.pids = labels
@@ -166,7 +170,11 @@ class RandomIdentitySampler(Sampler[int]):
                 order.extend(int(i) for i in group)
         return order
 
-    def __iter__(self) -> Iterator[int]:
-        order = self.epoch_order()[self.skip:]
+    def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int, int]]:
+        start = self.skip
+        order = self.epoch_order()[start:]
         self.skip = 0  # only the first pass after a resume skips
-        return iter(order)
+        if not self.keyed:
+            return iter(order)
+        rank, world = dist_rank_world()
+        return iter((self.epoch, (start + j) * world + rank, index) for j, index in enumerate(order))
