@@ -265,3 +265,65 @@ def drop_sparse_windows(
     """Drop windows with fewer than ``min_events`` events; returns ``(kept, num_dropped)`` for the caller to log."""
     kept = [(s, e) for s, e in windows if e - s >= min_events]
     return kept, len(windows) - len(kept)
+
+
+# -- writing -----------------------------------------------------------------------------------------------
+def write_mvsec_sequence(
+    data_path: Path, gt_path: Path, events_txyp: np.ndarray, pose_ts: np.ndarray, poses: np.ndarray
+) -> None:
+    """Write a recording in the MVSEC layout: ``data_path`` (events) and ``gt_path`` (poses).
+
+    ``events_txyp`` is our (N, 4) convention (columns t, x, y, p with p in {0, 1}, sorted by t); on disk the rows
+    become MVSEC's ``(x, y, t, p)`` float64 with ``p`` in {-1, +1} under ``davis/left/events``. ``poses`` (M, 4, 4)
+    and ``pose_ts`` (M,) go to ``davis/left/pose`` / ``davis/left/pose_ts``. Each file is written to a temporary
+    sibling and moved into place with ``os.replace``, so a reader never sees a half-written file.
+    """
+    import os
+    import tempfile
+
+    import h5py
+
+    events = np.asarray(events_txyp, dtype=np.float64)
+    poses = np.asarray(poses, dtype=np.float64)
+    pose_ts = np.asarray(pose_ts, dtype=np.float64).reshape(-1)
+    if events.ndim != 2 or events.shape[1] != 4:
+        raise DataError(f"events to write have shape {events.shape}; expected (N, 4) columns t, x, y, p")
+    if events.shape[0] > 1 and bool(np.any(np.diff(events[:, 0]) < 0)):
+        raise DataError("events to write are not sorted by time; sort them by the t column first")
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4) or poses.shape[0] != pose_ts.shape[0]:
+        raise DataError(
+            f"poses to write have shape {poses.shape} with {pose_ts.shape[0]} timestamps; expected (M, 4, 4) "
+            f"poses and M timestamps"
+        )
+
+    def _atomic(path: Path, fill: Any) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            with h5py.File(tmp, "w") as handle:
+                fill(handle)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0o600; published data should be readable
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def _fill_events(handle: Any) -> None:
+        n = events.shape[0]
+        ds = handle.create_dataset(EVENTS_KEY, shape=(n, 4), dtype=np.float64)
+        chunk = 1 << 20  # convert in slices: no second full-size copy of a multi-million-event array
+        for start in range(0, n, chunk):
+            part = events[start : start + chunk]
+            rows = np.empty_like(part)
+            rows[:, _X], rows[:, _Y], rows[:, _T] = part[:, 1], part[:, 2], part[:, 0]
+            rows[:, _P] = np.where(part[:, 3] > 0, 1.0, -1.0)
+            ds[start : start + part.shape[0]] = rows
+
+    def _fill_gt(handle: Any) -> None:
+        handle.create_dataset(POSE_KEY, data=poses)
+        handle.create_dataset(POSE_TS_KEY, data=pose_ts)
+
+    _atomic(Path(data_path), _fill_events)
+    _atomic(Path(gt_path), _fill_gt)

@@ -1,0 +1,137 @@
+"""Tests for the simulated event drive (torchrepro.place_recognition.synthetic): small generations only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from torchrepro.core.errors import ConfigError
+from torchrepro.events.mvsec import MVSECEvents, read_mvsec_poses
+from torchrepro.place_recognition import synthetic
+from torchrepro.place_recognition.synthetic import (
+    DRIVE1,
+    DRIVE2,
+    CameraPose,
+    Facade,
+    Lighting,
+    Renderer,
+    build_street,
+    generate_event_drive,
+)
+
+SMALL = dict(route_length_m=40.0, height=48, width=64)
+H, W = SMALL["height"], SMALL["width"]
+
+
+def _read(paths: dict) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    out = {}
+    for name, (data, gt) in paths.items():
+        with MVSECEvents(data) as reader:
+            ev = reader.slice(0, len(reader))
+        ts, xy = read_mvsec_poses(gt)
+        out[name] = (ev, ts, xy)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("event_drive")
+    paths = generate_event_drive(root / "a", seed=0, **SMALL)
+    return root, paths, _read(paths)
+
+
+def test_files_in_mvsec_layout_and_sane(small):
+    _, paths, data = small
+    assert set(paths) == {"drive1", "drive2"}
+    for name, (data_path, gt_path) in paths.items():
+        assert data_path.name == f"{name}_data.hdf5" and gt_path.name == f"{name}_gt.hdf5"
+        ev, ts, xy = data[name]
+        assert len(ev) > 1000
+        assert np.all(np.diff(ev[:, 0]) >= 0)
+        assert np.all((ev[:, 1] >= 0) & (ev[:, 1] < W) & (ev[:, 2] >= 0) & (ev[:, 2] < H))
+        assert set(np.unique(ev[:, 3])) == {0.0, 1.0}
+        assert ts[0] <= ev[0, 0] and ev[-1, 0] <= ts[-1]  # every window can be given a position
+        # Poses advance along the route (x) from 0 to the route length; y is the lane offset.
+        assert np.all(np.diff(xy[:, 0]) > 0)
+        assert xy[0, 0] == pytest.approx(0.0) and xy[-1, 0] == pytest.approx(SMALL["route_length_m"])
+        assert np.all(np.abs(xy[:, 1]) < synthetic.ROAD_HALF_M)
+
+
+def test_traversals_differ(small):
+    _, _, data = small
+    (ev1, ts1, xy1), (ev2, ts2, xy2) = data["drive1"], data["drive2"]
+    # Different lanes (~1.3 m apart) and speeds (8 vs 11 m/s): drive2 is shorter in time.
+    assert abs(xy1[:, 1].mean() - xy2[:, 1].mean()) > 0.8
+    assert ts2[-1] - ts2[0] < 0.85 * (ts1[-1] - ts1[0])
+    assert 40.0 / 8.0 * 0.8 < ts1[-1] - ts1[0] < 40.0 / 8.0 * 1.25
+
+
+def test_deterministic_per_seed(small):
+    root, _, data = small
+    again = _read(generate_event_drive(root / "b", seed=0, **SMALL))
+    other = _read(generate_event_drive(root / "c", seed=1, **SMALL))
+    for name in ("drive1", "drive2"):
+        for a, b in zip(data[name], again[name]):
+            np.testing.assert_array_equal(a, b)
+        ev, ev_other = data[name][0], other[name][0]
+        assert ev.shape != ev_other.shape or not np.array_equal(ev, ev_other)
+
+
+def test_second_call_is_a_no_op_and_params_are_stamped(small, monkeypatch):
+    root, paths, _ = small
+    mtimes = [p.stat().st_mtime_ns for pair in paths.values() for p in pair]
+
+    def boom(*args, **kwargs):
+        raise AssertionError("must not rebuild a complete generation")
+
+    monkeypatch.setattr(synthetic, "build_street", boom)
+    assert generate_event_drive(root / "a", seed=0, **SMALL) == paths
+    assert [p.stat().st_mtime_ns for pair in paths.values() for p in pair] == mtimes
+    stamp = json.loads((root / "a" / synthetic.STAMP_NAME).read_text())
+    assert stamp["params"]["seed"] == 0 and stamp["params"]["route_length_m"] == 40.0
+    assert stamp["stats"]["drive1"]["events"] > 0
+    with pytest.raises(AssertionError, match="must not rebuild"):  # other parameters: regenerate
+        generate_event_drive(root / "a", seed=0, route_length_m=41.0, height=H, width=W)
+
+
+def test_bad_parameters_raise_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="route_length_m"):
+        generate_event_drive(tmp_path, route_length_m=1.0)
+    with pytest.raises(ConfigError, match="frame_spacing_m"):
+        generate_event_drive(tmp_path, frame_spacing_m=0.0)
+    with pytest.raises(ConfigError, match="sensor size"):
+        generate_event_drive(tmp_path, height=4)
+    assert not any(tmp_path.iterdir())
+
+
+def test_facade_ray_cast_matches_hand_computation():
+    """Rays at lateral slope b (per metre forward) from (s=0, y=0) against two buildings of 10 m."""
+    a = np.ones(4)
+    b = np.array([1.5, 0.9, 1.1, -1.0])
+    fac = Facade(s0=np.array([0.0, 10.0]), s1=np.array([10.0, 20.0]), setback=np.array([10.0, 12.0]),
+                 height=np.array([6.0, 9.0]))
+    t, s_hit, side, hgt = Renderer._cast_facade(fac, 0.0, 0.0, a, b)
+    # b=1.5 reaches y=10 at t=6.67 inside building 0; b=0.9 passes building 0 (y=9 at s=10) and hits the
+    # front of building 1 at y=12: t=13.33; b<0 looks at the other side.
+    np.testing.assert_allclose(t[:2], [10 / 1.5, 12 / 0.9])
+    np.testing.assert_allclose(hgt[:2], [6.0, 9.0])
+    assert not side[:2].any() and np.isinf(t[3])
+    # Set-back reversed: building 1 sticks out, so b=1.1 (y=11 at s=10, deeper than its façade at 10) hits
+    # building 1's side face at s=10.
+    fac2 = Facade(s0=fac.s0, s1=fac.s1, setback=np.array([12.0, 10.0]), height=fac.height)
+    t2, s2, side2, _ = Renderer._cast_facade(fac2, 0.0, 0.0, a, b)
+    assert side2[2] and t2[2] == pytest.approx(10.0)
+
+
+def test_render_layout_sky_walls_ground():
+    street = build_street(0, 20.0)
+    renderer = Renderer(street, H, W, 200.0 * W / 346)
+    img = renderer.render(CameraPose(5.0, -1.4, 1.4, 0.0, 0.0), Lighting.of(DRIVE1))
+    assert img.shape == (H, W) and img.dtype == np.float32 and np.all(np.isfinite(img)) and img.min() > 0
+    # Top-centre is sky (a little darker than ``sky`` away from the horizon), bottom rows are darker asphalt.
+    assert 0.75 * DRIVE1.sky < img[0, W // 2] <= DRIVE1.sky
+    assert img[-3:, W // 3 : 2 * W // 3].mean() < 0.5
+    sunny = renderer.render(CameraPose(5.0, -1.4, 1.4, 0.0, 0.0), Lighting.of(DRIVE2))
+    assert not np.allclose(img, sunny)
