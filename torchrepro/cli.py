@@ -1,4 +1,4 @@
-"""``torchrepro`` command line: train, eval, resume, list, config.
+"""``torchrepro`` command line: train, eval, resume, list, config, tool.
 
 Every user mistake (bad YAML, unknown key, wrong type, missing path, corrupt file …) ends as one line on
 stderr and exit status 2; tracebacks are kept for bugs in torchrepro itself.
@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved, validated config", epilog=EPILOG)
     p.add_argument("config", type=Path)
     p.add_argument("overrides", nargs="*")
+
+    p = sub.add_parser("tool", help="run a recipe-specific command (`torchrepro list` shows them)",
+                       add_help=False)
+    p.add_argument("tool_name", metavar="NAME")
+    p.add_argument("tool_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -48,7 +53,7 @@ def _print_metrics(run_dir: Path, metrics: dict[str, float], started: float) -> 
 
     if global_rank() != 0:
         return
-    shown = {k: round(v, 4) for k, v in sorted(metrics.items())}
+    shown = {k: float(f"{v:.4g}") for k, v in sorted(metrics.items())}
     print(f"run directory: {run_dir}")
     print("metrics: " + json.dumps(shown))
     print(f"wall time: {time.perf_counter() - started:.0f} s")
@@ -62,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "list":
         for name, recipe in sorted(registry.recipes().items()):
             print(f"{name:<20} {recipe.description}")
+        for name, tool in sorted(registry.tools().items()):
+            print(f"tool {name:<15} {tool.description}")
+    elif args.command == "tool":
+        return registry.get_tool(args.tool_name).run(list(args.tool_args))
     elif args.command == "config":
         cfg = registry.resolve_config(args.config, args.overrides)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
@@ -78,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # parse_known_args: argparse does not collect positionals given after an option
     # (`eval CONFIG --ckpt X key=value`), so such trailing overrides arrive as "unknown" and are kept here.
-    args, rest = parser.parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["tool"]:  # a tool parses its own arguments, options included
+        args, rest = parser.parse_args(argv[:2]), []
+        args.tool_args = argv[2:]
+    else:
+        args, rest = parser.parse_known_args(argv)
     stray = [a for a in rest if a.startswith("-") or "=" not in a]
     if stray or (rest and not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(stray or rest)}")

@@ -4,3 +4,6 @@
 """
 
 import torchrepro.driving.task  # noqa: F401  (registers "driving")
+import torchrepro.place_recognition.task  # noqa: F401  (registers "vpr_event")
+import torchrepro.reid.task  # noqa: F401  (registers "reid")
+import torchrepro.reid.tools  # noqa: F401  (registers the reid-ablation and reid-textures tools)

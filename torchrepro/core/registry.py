@@ -46,6 +46,38 @@ def register(recipe: Recipe) -> Recipe:
     return recipe
 
 
+@dataclass(frozen=True)
+class Tool:
+    """A recipe-specific command (``torchrepro tool NAME ARGS…``): ``run(argv)`` parses its own arguments and
+    returns an exit status."""
+
+    name: str
+    description: str
+    run: Callable[[list[str]], int]
+
+
+_TOOLS: dict[str, Tool] = {}
+
+
+def register_tool(tool: Tool) -> Tool:
+    if tool.name in _TOOLS and _TOOLS[tool.name] is not tool:
+        raise RuntimeError(f"tool '{tool.name}' registered twice")
+    _TOOLS[tool.name] = tool
+    return tool
+
+
+def tools() -> dict[str, Tool]:
+    return dict(_TOOLS)
+
+
+def get_tool(name: str) -> Tool:
+    if name not in _TOOLS:
+        hint = closest(name, _TOOLS)
+        tail = f"did you mean '{hint}'?" if hint else f"known tools: {', '.join(sorted(_TOOLS)) or 'none'}"
+        raise ConfigError(f"unknown tool '{name}': {tail}")
+    return _TOOLS[name]
+
+
 def recipes() -> dict[str, Recipe]:
     """All registered recipes by name."""
     return dict(_RECIPES)

@@ -1,0 +1,138 @@
+"""Training tuples (real metres, seeded per item, hard mining), the input cache and the query/database split."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from torchrepro.core.errors import DataError
+from torchrepro.events.representations import voxel_grid
+from torchrepro.place_recognition.data import (
+    InputSpec,
+    TupleDataset,
+    cached_inputs,
+    normalise_nonzero,
+    split_query_database,
+    window_input,
+    within_radius,
+)
+from torchrepro.place_recognition.model import centre_crop_resize
+
+
+class FakeTraversal:
+    """In-memory WindowSource: random windows on a 40×30 sensor along a line, one window per metre."""
+
+    def __init__(self, n: int = 30, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.name = f"fake{seed}"
+        self._events = []
+        for i in range(n):
+            t = np.sort(rng.uniform(i, i + 1, 200))
+            self._events.append(np.stack([t, rng.integers(0, 40, 200), rng.integers(0, 30, 200),
+                                          rng.integers(0, 2, 200)], 1).astype(np.float64))
+        self.timestamps = np.arange(n) + 1.0
+        self.positions = np.stack([np.arange(n, dtype=float), np.zeros(n)], 1)
+        self.loads = 0
+        self.seed = seed
+
+    def __len__(self):
+        return len(self._events)
+
+    def events(self, i):
+        self.loads += 1
+        return self._events[i]
+
+    def fingerprint(self):
+        return {"fake": self.seed, "n": len(self)}
+
+
+SPEC = InputSpec("voxel", 3, 30, 40, 16, True)
+
+
+def test_window_input_is_normalised_cropped_voxel_grid():
+    src = FakeTraversal(2)
+    got = window_input(src.events(0), SPEC, "w0")
+    expected = centre_crop_resize(normalise_nonzero(voxel_grid(src.events(0), 3, 30, 40)), 16)
+    torch.testing.assert_close(got, expected)
+    nz = normalise_nonzero(voxel_grid(src.events(0), 3, 30, 40))
+    vals = nz[nz != 0]
+    assert abs(float(vals.mean())) < 1e-5 and float(vals.std()) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_cache_is_built_once_and_keyed_by_spec(tmp_path):
+    src = FakeTraversal(5)
+    a = cached_inputs(src, SPEC, tmp_path, "inputs")
+    loads = src.loads
+    b = cached_inputs(src, SPEC, tmp_path, "inputs")
+    assert src.loads == loads and np.array_equal(a, b) and a.shape == (5, 3, 16, 16) and a.dtype == np.float16
+    other = cached_inputs(src, InputSpec("voxel", 3, 30, 40, 8, True), tmp_path, "inputs")
+    assert other.shape == (5, 3, 8, 8) and src.loads == loads + 5
+    np.testing.assert_allclose(a[2], window_input(src.events(2), SPEC, "w").numpy(), atol=2e-3, rtol=2e-3)
+    assert cached_inputs(src, SPEC, tmp_path, "counts").shape == (5, 8, 10)  # 30x40 sensor / 4
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_split_is_seeded_and_disjoint():
+    q, d = split_query_database(100, 0.3, seed=0)
+    assert len(q) == 30 and len(d) == 70 and not set(q) & set(d)
+    q2, _ = split_query_database(100, 0.3, seed=0)
+    q3, _ = split_query_database(100, 0.3, seed=1)
+    assert np.array_equal(q, q2) and not np.array_equal(q, q3)
+    with pytest.raises(DataError, match="query_fraction"):
+        split_query_database(10, 1.5, seed=0)
+
+
+def test_within_radius_uses_real_metres():
+    # 8 m away: a positive at 10 m (the seed's squared comparison, 64 > 10, would miss it)
+    got = within_radius(np.array([[0.0, 0.0]]), np.array([[8.0, 0.0], [0.0, 11.0], [3.0, 4.0]]), 10.0)
+    assert got[0].tolist() == [0, 2]
+
+
+def _dataset(mining="random", n_neg=4, candidates=20):
+    src = FakeTraversal(60)
+    inputs = np.random.default_rng(0).normal(size=(60, 3, 4, 4)).astype(np.float16)
+    q = np.arange(0, 60, 3)
+    db = np.setdiff1d(np.arange(60), q)
+    return TupleDataset(inputs, src.positions, q, db, pos_m=3.0, neg_m=10.0, n_negatives=n_neg, seed=0,
+                        mining=mining, mining_candidates=candidates), src.positions
+
+
+def test_tuples_respect_radii_and_are_pure_functions_of_the_key():
+    ds, pos = _dataset()
+    for i in range(len(ds)):
+        w = ds.choose(0, i)
+        anchor, positive, negatives = w[0], w[1], w[2:]
+        assert np.linalg.norm(pos[positive] - pos[anchor]) < 3.0
+        assert (np.linalg.norm(pos[negatives] - pos[anchor], axis=1) >= 10.0).all()
+        assert len(set(negatives)) == len(negatives)
+    assert np.array_equal(ds.choose(2, 5), ds.choose(2, 5))
+    assert any(not np.array_equal(ds.choose(0, i), ds.choose(1, i)) for i in range(len(ds)))
+    item = ds[(0, 3)]
+    assert item.shape == (6, 3, 4, 4) and item.dtype == torch.float32
+
+
+def test_hard_mining_picks_closest_descriptors():
+    # candidates >= the whole negative pool: the negatives must be exactly the 3 closest of the pool
+    ds, pos = _dataset(mining="hard", n_neg=3, candidates=1000)
+    desc = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+    ds.descriptors = desc
+    w = ds.choose(0, 4)
+    anchor = w[0]
+    positives = ds.db_idx[ds.positives[4]]
+    d_pos = (desc[positives] - desc[anchor]).norm(dim=1)
+    assert w[1] == positives[int(d_pos.argmin())]
+    pool = ds.db_idx[np.linalg.norm(pos[ds.db_idx] - pos[anchor], axis=1) >= 10.0]
+    d_pool = (desc[pool] - desc[anchor]).norm(dim=1)
+    assert sorted(w[2:].tolist()) == sorted(pool[np.argsort(d_pool.numpy())[:3]].tolist())
+    assert (np.linalg.norm(pos[w[2:]] - pos[anchor], axis=1) >= 10.0).all()
+
+
+def test_queries_without_positive_are_reported(caplog):
+    positions = np.array([[0.0, 0], [1.0, 0], [500.0, 0], [30.0, 0], [40.0, 0], [60, 0], [80, 0]])
+    inputs = np.zeros((7, 1, 2, 2), np.float16)
+    with caplog.at_level(logging.INFO):
+        ds = TupleDataset(inputs, positions, np.array([0, 2]), np.array([1, 3, 4, 5, 6]), 10.0, 25.0, 2, seed=0)
+    assert len(ds) == 1 and "1 of 2 queries have no positive" in caplog.text
+    with pytest.raises(DataError, match="no training query"):
+        TupleDataset(inputs, positions, np.array([2]), np.array([1, 3]), 10.0, 25.0, 1, seed=0)

@@ -1,0 +1,35 @@
+"""PlaceNet: shapes against the seed (5-bin voxel grid, 224x224, ResNet34 + NetVLAD K=32 → 16,384-d),
+centre crop + resize, NetVLAD k-means initialisation that leaves BatchNorm statistics untouched."""
+
+import torch
+
+from torchrepro.place_recognition.model import PlaceNet, centre_crop_resize
+
+
+def test_seed_shapes_and_unit_norm():
+    net = PlaceNet(in_channels=5, arch="resnet34", num_clusters=32).eval()
+    x = torch.randn(2, 5, 224, 224)
+    assert net.local_features(x).shape == (2, 512, 7, 7)
+    out = net(x)
+    assert out.shape == (2, 32 * 512) and net.descriptor_dim == 16384
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+
+
+def test_centre_crop_resize_takes_the_middle_square():
+    grid = torch.zeros(5, 260, 346)
+    left = (346 - 260) // 2
+    grid[:, :, left] = 1.0          # first column of the square
+    grid[:, :, left - 1] = 7.0      # just outside: must be cropped away
+    out = centre_crop_resize(grid, 260)
+    assert out.shape == (5, 260, 260)
+    assert out[:, :, 0].eq(1).all() and out.max() == 1.0
+    assert centre_crop_resize(grid, 64).shape == (5, 64, 64)
+
+
+def test_netvlad_init_sets_flag_and_keeps_running_stats():
+    net = PlaceNet(in_channels=5, arch="resnet18", num_clusters=8)
+    before = net.trunk[1].running_mean.clone()
+    used = net.init_netvlad(torch.randn(6, 5, 64, 64), seed=0)
+    assert used == 6 * 2 * 2 and bool(net.netvlad_initialised)
+    torch.testing.assert_close(net.trunk[1].running_mean, before)
+    assert "netvlad_initialised" in net.state_dict()

@@ -1,0 +1,390 @@
+"""Event traversals → windows with positions → cached network inputs → (anchor, positive, negatives) tuples.
+
+A *traversal* is one recording of a route: MVSEC HDF5 (``*_data.hdf5`` + ``*_gt.hdf5``), the seed's folder of
+``<timestamp>.npy`` windows + a positions file, or the simulated event drive (written in the MVSEC layout and
+read back through the MVSEC reader). Each window gets the position of the trajectory interpolated at its
+timestamp.
+
+The seed re-read and re-voxelised 12 ``.npy`` files for every training item (anchor, positive, 10 negatives).
+Here every window is turned into its network input once — voxel grid, centre crop, resize, normalisation —
+and stored in a float16 ``.npy`` cache (memory-mapped), so a training item is 12 array reads. The cache file
+name is a hash of the sources and every parameter that shapes the input, so a changed config never reuses a
+stale cache. ``benchmarks/vpr_pipeline.py`` measures the gain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from torchrepro.core.errors import DataError
+from torchrepro.core.seeding import derive_seed
+from torchrepro.events.mvsec import (
+    MVSECEvents,
+    drop_sparse_windows,
+    fixed_count_windows,
+    fixed_duration_windows,
+    interpolate_positions,
+    read_mvsec_poses,
+)
+from torchrepro.events.representations import event_histogram, voxel_grid
+from torchrepro.place_recognition.model import centre_crop_resize
+
+log = logging.getLogger(__name__)
+
+Representation = Literal["voxel", "histogram", "est"]
+BASELINE_SCALE = 4  # the non-learned baseline's count images are the full sensor down-sampled 4x (65x87 on DAVIS346)
+
+
+# --------------------------------------------------------------------------------------------- sources
+class WindowSource(Protocol):
+    """A traversal cut into event windows, each with a timestamp and an interpolated (x, y) position."""
+
+    name: str
+    timestamps: np.ndarray
+    positions: np.ndarray
+
+    def __len__(self) -> int: ...
+    def events(self, i: int) -> np.ndarray: ...
+    def fingerprint(self) -> dict: ...
+
+
+def _file_stamp(path: Path) -> list:
+    st = Path(path).stat()
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+class MVSECTraversal:
+    """MVSEC HDF5 recording windowed by event count (seed: 15,000) or duration; events read lazily."""
+
+    def __init__(self, data_path: Path, gt_path: Path, window: Literal["count", "duration"] = "count",
+                 events_per_window: int = 15_000, window_s: float = 0.05, min_events: int = 1000) -> None:
+        self.name = Path(data_path).name
+        self.data_path, self.gt_path = Path(data_path), Path(gt_path)
+        self.reader = MVSECEvents(self.data_path)
+        if window == "count":
+            windows = fixed_count_windows(len(self.reader), events_per_window)
+        else:
+            windows = fixed_duration_windows(self.reader, window_s)
+        self.windows, dropped = drop_sparse_windows(windows, max(min_events, 1))
+        if dropped:
+            log.info("%s: dropped %d of %d windows with fewer than %d events", self.name, dropped, len(windows),
+                     max(min_events, 1))
+        if not self.windows:
+            raise DataError(f"{self.data_path}: no window holds at least {min_events} events; lower "
+                            f"data.min_events or check the recording")
+        self.timestamps = self.reader.window_timestamps(self.windows)
+        pose_ts, xy = read_mvsec_poses(self.gt_path)
+        self.positions = interpolate_positions(pose_ts, xy, self.timestamps)
+        self._params = [window, events_per_window, window_s, min_events]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def events(self, i: int) -> np.ndarray:
+        start, stop = self.windows[i]
+        return self.reader.slice(start, stop)
+
+    def fingerprint(self) -> dict:
+        return {"mvsec": [_file_stamp(self.data_path), _file_stamp(self.gt_path)], "windows": self._params}
+
+
+class NpyTraversal:
+    """The seed's layout: ``<timestamp>.npy`` windows (columns t, x, y, p) + a positions file (x, y, t)."""
+
+    def __init__(self, folder: Path, positions_path: Path, height: int, width: int, min_events: int = 1000) -> None:
+        from torchrepro.events.npy_windows import NpyWindowFolder, window_positions
+
+        self.name = Path(folder).name
+        full = NpyWindowFolder(folder, height, width)
+        self.folder, dropped = full.drop_sparse(max(min_events, 1))  # logs the dropped count itself
+        if len(self.folder) == 0:
+            raise DataError(f"{folder}: no window holds at least {min_events} events; lower data.min_events")
+        self.timestamps = np.asarray(self.folder.timestamps)
+        self.positions = window_positions(self.folder, positions_path)
+        self._stamp = [str(Path(folder).resolve()), len(full), _file_stamp(Path(positions_path)), min_events]
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def events(self, i: int) -> np.ndarray:
+        return self.folder.load(i)
+
+    def fingerprint(self) -> dict:
+        return {"npy": self._stamp}
+
+
+# --------------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class InputSpec:
+    """Everything that shapes a cached network input."""
+
+    representation: Representation = "voxel"
+    num_bins: int = 5
+    height: int = 260
+    width: int = 346
+    size: int = 224
+    normalize: bool = True
+
+    @property
+    def channels(self) -> int:
+        return {"voxel": self.num_bins, "histogram": 2, "est": 2 * self.num_bins}[self.representation]
+
+
+def normalise_nonzero(grid: torch.Tensor) -> torch.Tensor:
+    """rpg_e2vid's voxel-grid normalisation: zero mean, unit std over the non-zero cells; zeros stay zero.
+
+    Makes windows of different event density comparable without letting the empty background dominate.
+    """
+    mask = grid != 0
+    if int(mask.sum()) < 2:
+        return grid
+    values = grid[mask]
+    std = values.std()
+    grid = grid.clone()
+    grid[mask] = (values - values.mean()) / (std if std > 0 else 1.0)
+    return grid
+
+
+def window_input(events: np.ndarray, spec: InputSpec, source: str) -> torch.Tensor:
+    """One window → ``[C, size, size]`` float32 network input (voxel grid or 2-channel histogram)."""
+    if spec.representation == "voxel":
+        grid = voxel_grid(events, spec.num_bins, spec.height, spec.width, source=source)
+    elif spec.representation == "histogram":
+        grid = event_histogram(events, spec.height, spec.width, source=source)
+    else:
+        raise ValueError("the EST representation is computed inside the network, not cached")
+    if spec.normalize:
+        grid = normalise_nonzero(grid)
+    return centre_crop_resize(grid, spec.size)
+
+
+def count_shape(spec: InputSpec) -> tuple[int, int]:
+    return max(1, round(spec.height / BASELINE_SCALE)), max(1, round(spec.width / BASELINE_SCALE))
+
+
+def count_image(events: np.ndarray, spec: InputSpec, source: str) -> torch.Tensor:
+    """The baseline's raw event-count image: events per pixel (both polarities) over the whole sensor (no crop:
+    the baseline keeps every event the learned model could see), area-averaged down 4×."""
+    hist = event_histogram(events, spec.height, spec.width, source=source).sum(dim=0)
+    return F.interpolate(hist[None, None], size=count_shape(spec), mode="area")[0, 0]
+
+
+def _cache_key(source: WindowSource, spec: InputSpec, what: str) -> str:
+    blob = json.dumps({"source": source.fingerprint(), "spec": spec.__dict__, "what": what, "v": 2},
+                      sort_keys=True, default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
+
+
+def _build_array(source: WindowSource, shape: tuple[int, ...], fn, path: Path) -> np.ndarray:
+    """Compute ``fn(events, source_name)`` for every window into a float16 ``.npy`` at ``path`` (atomic)."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(source), *shape))
+    for i in range(len(source)):
+        out[i] = fn(source.events(i), f"{source.name} window {i}").numpy().astype(np.float16)
+    out.flush()
+    del out
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
+
+
+def cached_inputs(source: WindowSource, spec: InputSpec, cache_dir: Path, what: Literal["inputs", "counts"]) -> np.ndarray:
+    """The ``[n, C, S, S]`` inputs (``what="inputs"``) or ``[n, H/4, W/4]`` count images of every window, cached."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{what}-{_cache_key(source, spec, what)}.npy"
+    if path.is_file():
+        return np.load(path, mmap_mode="r")
+    log.info("%s: computing %s of %d windows into %s", source.name, what, len(source), path)
+    if what == "inputs":
+        shape = (spec.channels, spec.size, spec.size)
+        return _build_array(source, shape, lambda ev, name: window_input(ev, spec, name), path)
+    return _build_array(source, count_shape(spec), lambda ev, name: count_image(ev, spec, name), path)
+
+
+# --------------------------------------------------------------------------------------------- geometry
+def split_query_database(n: int, query_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded shuffle of ``n`` windows into query (``query_fraction``, seed: 30 %) and database indices (sorted)."""
+    if not 0.0 < query_fraction < 1.0:
+        raise DataError(f"data.query_fraction must be in (0, 1), got {query_fraction}")
+    perm = np.random.default_rng(derive_seed(seed, "vpr-split")).permutation(n)
+    n_query = int(round(n * query_fraction))
+    if n_query == 0 or n_query == n:
+        raise DataError(f"{n} windows cannot be split into queries and database with query_fraction={query_fraction}")
+    return np.sort(perm[:n_query]), np.sort(perm[n_query:])
+
+
+def within_radius(query_pos: np.ndarray, db_pos: np.ndarray, radius: float) -> list[np.ndarray]:
+    """For each query, the (sorted) database indices closer than ``radius`` metres: real distances, not squared
+    (the seed compared squared distances with 10 and 25, a bug SEEDS.md records)."""
+    out: list[np.ndarray] = []
+    chunk = max(1, 4_000_000 // max(len(db_pos), 1))
+    for s in range(0, len(query_pos), chunk):
+        d = np.sqrt(((query_pos[s : s + chunk, None, :] - db_pos[None, :, :]) ** 2).sum(-1))
+        out.extend(np.flatnonzero(row < radius) for row in d)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- datasets
+class TupleDataset(Dataset):
+    """Training tuples of one traversal: anchor (a query window), one positive, ``n_negatives`` negatives.
+
+    Indexed by ``(epoch, i)`` keys (:class:`~torchrepro.core.data.ResumableSampler` with ``keyed=True``): every
+    random choice comes from a generator seeded by ``(seed, epoch, i)``, so items do not depend on worker
+    count, order or resume point. Returns ``[2 + n, C, S, S]`` float32 (anchor, positive, negatives).
+
+    Mining:
+    * ``random`` (seed): a uniformly random positive within ``pos_m`` and random negatives beyond ``neg_m``.
+    * ``hard`` (NetVLAD §4 / pytorch-NetVlad): with :attr:`descriptors` set (a ``[n_windows, D]`` cache the
+      task refreshes periodically), the positive is the one closest in descriptor space (the best-matching
+      view of the place, NetVLAD's weak-supervision rule) and the negatives are the ``n`` closest among
+      ``mining_candidates`` random windows beyond ``neg_m``. Before the first refresh it samples randomly.
+    """
+
+    def __init__(self, inputs: np.ndarray, positions: np.ndarray, query_idx: np.ndarray, db_idx: np.ndarray,
+                 pos_m: float, neg_m: float, n_negatives: int, seed: int,
+                 mining: Literal["random", "hard"] = "random", mining_candidates: int = 100,
+                 shift: float = 0.0, scale: float = 0.0) -> None:
+        self.inputs = inputs
+        self.shift, self.scale = float(shift), float(scale)
+        self.seed, self.n_negatives, self.mining = seed, int(n_negatives), mining
+        self.mining_candidates = int(mining_candidates)
+        self.db_idx = np.asarray(db_idx)
+        q_pos, db_pos = positions[query_idx], positions[db_idx]
+        positives = within_radius(q_pos, db_pos, pos_m)
+        near = within_radius(q_pos, db_pos, neg_m)
+        has_pos = np.array([len(p) > 0 for p in positives], dtype=bool)
+        n_neg_avail = np.array([len(db_idx) - len(nr) for nr in near])
+        usable = has_pos & (n_neg_avail >= self.n_negatives)
+        if (~usable).any():
+            log.info("training split: %d of %d queries have no positive within %.1f m or fewer than %d negatives "
+                     "beyond %.1f m; they are not used as anchors", int((~usable).sum()), len(query_idx), pos_m,
+                     self.n_negatives, neg_m)
+        if not usable.any():
+            raise DataError(f"no training query has a database window within data.pos_m={pos_m} m and "
+                            f"{self.n_negatives} beyond data.neg_m={neg_m} m; check positions/units or the radii")
+        keep = np.flatnonzero(usable)
+        self.query_idx = np.asarray(query_idx)[keep]
+        self.positives = [positives[k] for k in keep]  # positions within db_idx
+        self.near = [near[k] for k in keep]
+        self.descriptors: torch.Tensor | None = None  # [n_windows, D], set by the task for hard mining
+
+    def __len__(self) -> int:
+        return len(self.query_idx)
+
+    def _load(self, windows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.inputs[windows])).float()
+
+    def choose(self, epoch: int, i: int) -> np.ndarray:
+        """Window indices ``[anchor, positive, negatives…]`` of item ``i`` in ``epoch`` (pure function of the key
+        and of :attr:`descriptors`)."""
+        rng = np.random.default_rng(derive_seed(self.seed, "vpr-tuple", epoch, i))
+        anchor = int(self.query_idx[i])
+        negative_pool = np.ones(len(self.db_idx), dtype=bool)
+        negative_pool[self.near[i]] = False
+        pool = np.flatnonzero(negative_pool)
+        if self.mining == "hard" and self.descriptors is not None:
+            desc = self.descriptors
+            cand = pool[rng.choice(len(pool), size=min(self.mining_candidates, len(pool)), replace=False)]
+            pos_windows = self.db_idx[self.positives[i]]
+            d_pos = torch.cdist(desc[anchor][None], desc[pos_windows])[0]
+            positive = int(pos_windows[int(d_pos.argmin())])
+            d_neg = torch.cdist(desc[anchor][None], desc[self.db_idx[cand]])[0]
+            order = torch.argsort(d_neg, stable=True)[: self.n_negatives].numpy()
+            negatives = self.db_idx[cand[order]]
+        else:
+            positive = int(self.db_idx[rng.choice(self.positives[i])])
+            negatives = self.db_idx[pool[rng.choice(len(pool), size=self.n_negatives, replace=False)]]
+        return np.concatenate([[anchor, positive], negatives]).astype(np.int64)
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+        epoch, i = key
+        item = self._load(self.choose(epoch, i))
+        if self.shift > 0 or self.scale > 0:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "vpr-augment", epoch, i))
+            item = random_affine(item, self.shift, self.scale, gen)
+        return item
+
+
+def random_affine(grids: torch.Tensor, shift: float, scale: float, gen: torch.Generator) -> torch.Tensor:
+    """Independent random translation (± ``shift`` of the side) and zoom (1 ± ``scale``) of each ``[C, S, S]`` grid.
+
+    The two traversals of a street never see a place from exactly the same spot (lane, camera mounting, where
+    a window starts); training windows of one traversal all share one viewpoint per place. Jittering each
+    window's framing teaches the network that a small image shift or zoom does not change the place.
+    Bilinear resampling with zero padding (zero = no event).
+    """
+    n = grids.shape[0]
+    zoom = 1.0 + (torch.rand(n, generator=gen) * 2 - 1) * scale
+    offset = (torch.rand(n, 2, generator=gen) * 2 - 1) * shift * 2  # normalised coordinates span 2
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
+    theta[:, :, 2] = offset
+    grid = torch.nn.functional.affine_grid(theta, list(grids.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(grids, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class WindowDataset(Dataset):
+    """Cached inputs of selected windows, in order (evaluation and descriptor extraction)."""
+
+    def __init__(self, inputs: np.ndarray, indices: np.ndarray | None = None) -> None:
+        self.inputs = inputs
+        self.indices = np.arange(len(inputs)) if indices is None else np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.inputs[self.indices[i]], dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------- raw events (EST)
+class EventTupleDataset(TupleDataset):
+    """:class:`TupleDataset` for the learnable EST representation: items are the raw event windows (lists of
+    ``(N_i, 4)`` arrays) read from the source; the network quantises them (collate with
+    :func:`collate_event_tuples`)."""
+
+    def __init__(self, source: WindowSource, *args, **kwargs) -> None:
+        super().__init__(None, *args, **kwargs)
+        self.source = source
+
+    def _load(self, windows: np.ndarray) -> list[np.ndarray]:  # type: ignore[override]
+        return [self.source.events(int(w)) for w in windows]
+
+
+class EventWindowDataset(Dataset):
+    """Raw event windows of selected windows, in order (EST evaluation); collate with :func:`collate_event_windows`."""
+
+    def __init__(self, source: WindowSource, indices: np.ndarray | None = None) -> None:
+        self.source = source
+        self.indices = np.arange(len(source)) if indices is None else np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.source.events(int(self.indices[i]))
+
+
+def collate_event_windows(windows: list[np.ndarray]) -> tuple[torch.Tensor, int]:
+    """Windows → ``([N, 5]`` events with batch index, number of windows``)`` for :class:`EventSpikeTensor`."""
+    from torchrepro.events.est import collate_events
+
+    return collate_events(windows), len(windows)
+
+
+def collate_event_tuples(items: list[list[np.ndarray]]) -> tuple[torch.Tensor, int, int]:
+    """Tuples of windows → ``(events [N, 5], B, T)``; window ``j`` of tuple ``b`` has batch index ``b·T + j``."""
+    flat = [w for item in items for w in item]
+    events, n = collate_event_windows(flat)
+    return events, len(items), n // max(len(items), 1)

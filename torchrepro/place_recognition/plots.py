@@ -1,0 +1,102 @@
+"""Run artefacts of the place-recognition recipe: recall@N curve, retrieval examples, a polarity picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from torchrepro.core.plots import plot_curves  # noqa: E402
+from torchrepro.core.rundir import METRICS_NAME  # noqa: E402
+from torchrepro.retrieval.recall import first_hit_rank, nearest_distance  # noqa: E402
+
+if TYPE_CHECKING:
+    from torchrepro.place_recognition.task import VPRDataModule, VPRTask
+
+__all__ = ["polarity_rgb", "recall_curve", "write_run_plots"]
+
+
+def recall_curve(topk: np.ndarray, q_pos: np.ndarray, db_pos: np.ndarray, threshold_m: float) -> np.ndarray:
+    """recall@N for N = 1 … ``topk.shape[1]``, over the queries that have a database item within range."""
+    answerable = nearest_distance(q_pos, db_pos) <= threshold_m
+    first = first_hit_rank(topk, q_pos, db_pos, threshold_m)[answerable]
+    return np.array([(first < n).mean() for n in range(1, topk.shape[1] + 1)])
+
+
+def save_recall_curve(curves: dict[str, np.ndarray], out: Path, threshold_m: float) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for label, values in curves.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=label)
+    ax.set_xlabel("N (number of retrieved database windows)")
+    ax.set_ylabel(f"recall@N ({threshold_m:g} m)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def polarity_rgb(grid: torch.Tensor | np.ndarray, representation: str) -> np.ndarray:
+    """A cached network input ``[C, S, S]`` as an RGB picture: net positive events red, negative blue, on white.
+
+    Voxel grids carry signed polarity in every bin (summed); histograms hold (positive, negative) counts.
+    """
+    g = np.asarray(grid, dtype=np.float32)
+    signed = g[0] - g[1] if representation == "histogram" else g.sum(axis=0)
+    scale = np.percentile(np.abs(signed[signed != 0]), 98) if (signed != 0).any() else 1.0
+    v = np.clip(signed / max(float(scale), 1e-6), -1, 1)
+    rgb = np.ones((*v.shape, 3), dtype=np.float32)
+    pos, neg = np.clip(v, 0, 1), np.clip(-v, 0, 1)
+    rgb[..., 1] -= pos + neg  # white → red (pos) or blue (neg)
+    rgb[..., 2] -= pos
+    rgb[..., 0] -= neg
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def _retrieval_examples(task: VPRTask, dm: VPRDataModule, out: Path, n_queries: int = 8, k: int = 5) -> Path | None:
+    from torchrepro.retrieval.plots import save_ranked_results
+
+    topk = task.last_eval["topk"][:, :k]
+    d = task.cfg.data
+    picks = np.linspace(0, len(topk) - 1, num=min(n_queries, len(topk))).round().astype(int)
+    dist = np.linalg.norm(dm.query_pos[picks, None, :] - dm.db_pos[topk[picks]], axis=2)
+
+    def picture(item: torch.Tensor | np.ndarray) -> np.ndarray:
+        if d.representation != "est":
+            return polarity_rgb(item, d.representation)
+        from torchrepro.events.plots import polarity_image  # raw events: the sensor-resolution picture
+
+        return polarity_image(item, d.sensor_height, d.sensor_width)
+
+    queries = [picture(dm.eval_queries[i]) for i in picks]
+    retrieved = [[picture(dm.eval_database[j]) for j in topk[i]] for i in picks]
+    titles = [f"query {i}" for i in picks]
+    return save_ranked_results(queries, retrieved, dist <= task.cfg.data.eval_m, out, query_titles=titles)
+
+
+def write_run_plots(run_dir: Path, task: VPRTask, dm: VPRDataModule) -> None:
+    """recall_curve.png (trained model vs the event-count baseline), retrievals.png, window_polarity.png,
+    curves.png (loss and recall@1 per epoch)."""
+    thr = task.cfg.data.eval_m
+    if task.last_eval is not None:
+        curves = {"trained model": recall_curve(task.last_eval["topk"], dm.query_pos, dm.db_pos, thr)}
+        if dm.baseline_topk is not None:
+            curves["event-count image, cosine"] = recall_curve(dm.baseline_topk, dm.query_pos, dm.db_pos, thr)
+        save_recall_curve(curves, run_dir / "recall_curve.png", thr)
+        _retrieval_examples(task, dm, run_dir / "retrievals.png")
+    if dm.test_source is not None:
+        from torchrepro.events.plots import save_polarity_image
+
+        d = task.cfg.data
+        middle = len(dm.test_source) // 2
+        save_polarity_image(dm.test_source.events(middle), d.sensor_height, d.sensor_width,
+                            run_dir / "window_polarity.png", title=f"{dm.test_source.name}, window {middle}")
+    plot_curves(run_dir / METRICS_NAME, run_dir / "curves.png", ["train_loss", "recall@1", "recall@5"])

@@ -1,0 +1,423 @@
+"""Event-camera place-recognition recipe ("vpr_event"): schemas, DataModule, LightningModule, registration.
+
+Seed (SEEDS.md §1): MVSEC event windows → 5-bin voxel grid → ResNet34 (5-channel conv1) + NetVLAD (K=32),
+triplet loss with GPS positives within 10 m and negatives beyond 25 m, evaluated by recall@N (25 m).
+Fixed here: real (not squared) metres, gradients through all branches of the triplet, the learnable EST
+representation selectable, hard-negative mining as in NetVLAD, and two non-learned reference numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Subset
+
+from torchrepro.core.config import Config
+from torchrepro.core.data import ResumableLoader, ResumableSampler
+from torchrepro.core.distributed import compute_ordered, gather_ordered, rank_zero_first, shard_bounds
+from torchrepro.core.errors import ConfigError
+from torchrepro.core.registry import Recipe, register
+from torchrepro.core.task import TaskModule
+from torchrepro.nn.backbones import ARCHS
+from torchrepro.place_recognition.data import (
+    EventTupleDataset,
+    EventWindowDataset,
+    InputSpec,
+    MVSECTraversal,
+    NpyTraversal,
+    TupleDataset,
+    WindowDataset,
+    WindowSource,
+    cached_inputs,
+    collate_event_tuples,
+    collate_event_windows,
+    split_query_database,
+)
+from torchrepro.place_recognition.model import EventFrontEnd, PlaceNet
+from torchrepro.retrieval.losses import tuple_triplet_loss
+from torchrepro.retrieval.pca import PCAWhitening
+from torchrepro.retrieval.recall import DEFAULT_NS, recall_at_n
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VPRData:
+    """Where the event windows come from and how they become training tuples.
+
+    ``source``: ``synthetic`` (the simulated event drive, written in the MVSEC layout and read back through
+    the MVSEC reader; drive1 trains, drive2 is the held-out traversal), ``mvsec`` (``*_events`` = a
+    ``*_data.hdf5``, ``*_poses`` = its ``*_gt.hdf5``) or ``npy`` (``*_events`` = a folder of ``<timestamp>.npy``
+    windows, ``*_poses`` = a positions file of rows x, y, t).
+
+    ``eval_protocol``: ``split`` (the seed's: the test traversal's windows shuffled into ``query_fraction``
+    queries and the rest database) or ``cross`` (every test-traversal window queries a database built from
+    another traversal: ``database_*`` if given, else the training traversal, i.e. the map of an earlier drive).
+    """
+
+    source: Literal["synthetic", "mvsec", "npy"] = "synthetic"
+    synthetic_dir: str = "data/synthetic/event_drive"
+    synthetic_route_m: float = 600.0
+    train_events: str | None = None
+    train_poses: str | None = None
+    test_events: str | None = None
+    test_poses: str | None = None
+    database_events: str | None = None
+    database_poses: str | None = None
+    eval_protocol: Literal["split", "cross"] = "split"
+    sensor_height: int = 260
+    sensor_width: int = 346
+    window: Literal["count", "duration"] = "count"
+    events_per_window: int = 15_000
+    window_s: float = 0.05
+    min_events: int = 1000
+    representation: Literal["voxel", "histogram", "est"] = "voxel"
+    num_bins: int = 5
+    input_size: int = 224
+    normalize: bool = True
+    query_fraction: float = 0.3
+    pos_m: float = 10.0
+    neg_m: float = 25.0
+    eval_m: float = 25.0
+    n_negatives: int = 10
+    mining: Literal["random", "hard"] = "random"
+    mining_candidates: int = 100
+    mining_refresh_epochs: int = 1
+    augment_shift: float = 0.0  # training-only random translation, fraction of the input side
+    augment_scale: float = 0.0  # training-only random zoom 1 ± scale
+    batch_size: int = 4
+    eval_batch_size: int = 32
+    num_workers: int = 0
+    cache_dir: str = "data/cache/vpr_event"
+
+    def check(self, where: str) -> None:
+        if self.source != "synthetic":
+            for key in ("train_events", "train_poses", "test_events", "test_poses"):
+                value = getattr(self, key)
+                if not value:
+                    raise ConfigError(f"config key '{where}.{key}' is required for source '{self.source}'")
+                if not Path(value).exists():
+                    raise ConfigError(f"'{value}' ({where}.{key}) does not exist: point it at the {self.source} data")
+            if bool(self.database_events) != bool(self.database_poses):
+                raise ConfigError(f"set both {where}.database_events and {where}.database_poses, or neither")
+        if self.representation == "est" and self.num_bins < 2:
+            raise ConfigError(f"{where}.num_bins must be >= 2 for the EST representation, got {self.num_bins}")
+        if self.representation == "est" and (self.augment_shift > 0 or self.augment_scale > 0):
+            raise ConfigError(f"{where}.augment_shift/augment_scale apply to cached voxel/histogram inputs; set them "
+                              f"to 0 with {where}.representation=est")
+        if not 0 < self.pos_m <= self.neg_m:
+            raise ConfigError(f"need 0 < {where}.pos_m <= {where}.neg_m, got {self.pos_m} and {self.neg_m}")
+        for key in ("events_per_window", "num_bins", "input_size", "n_negatives", "batch_size", "eval_batch_size",
+                    "mining_candidates", "mining_refresh_epochs", "sensor_height", "sensor_width"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{where}.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.mining_candidates < self.n_negatives:
+            raise ConfigError(f"{where}.mining_candidates ({self.mining_candidates}) must be >= "
+                              f"{where}.n_negatives ({self.n_negatives})")
+
+    def input_spec(self) -> InputSpec:
+        return InputSpec(self.representation, self.num_bins, self.sensor_height, self.sensor_width,
+                         self.input_size, self.normalize)
+
+
+@dataclass
+class VPRModel:
+    """Network and loss. ``margin``/``distance``/``negatives`` configure the triplet loss (seed: cosine
+    distance, summed over negatives); ``pca_dim`` enables PCA-whitening of the descriptors at evaluation."""
+
+    arch: str = "resnet34"
+    num_clusters: int = 32
+    pretrained: str | None = None
+    zero_init_residual: bool = False
+    netvlad_init_windows: int = 64
+    pca_dim: int | None = None
+    margin: float = 0.1
+    distance: Literal["cosine", "euclidean"] = "cosine"
+    negatives: Literal["sum", "hardest"] = "sum"
+
+    def check(self, where: str) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"config key '{where}.arch' must be one of {sorted(ARCHS)}, got '{self.arch}'")
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise ConfigError(f"pretrained weights '{self.pretrained}' ({where}.pretrained) do not exist")
+        if self.num_clusters < 1 or self.netvlad_init_windows < 1:
+            raise ConfigError(f"{where}.num_clusters and {where}.netvlad_init_windows must be >= 1")
+        if self.pca_dim is not None and self.pca_dim < 1:
+            raise ConfigError(f"{where}.pca_dim must be >= 1 or null, got {self.pca_dim}")
+
+
+# ------------------------------------------------------------------------------------------- data module
+class VPRDataModule(pl.LightningDataModule):
+    """Builds the traversals, their cached inputs, the training tuples and the evaluation windows."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.d: VPRData = cfg.data
+        self.train_set: TupleDataset | None = None
+        self.train_inputs: np.ndarray | None = None
+        self.eval_queries: np.ndarray | None = None  # cached inputs of the query windows
+        self.eval_database: np.ndarray | None = None
+        self.query_pos: np.ndarray | None = None
+        self.db_pos: np.ndarray | None = None
+        self.baseline: dict[str, float] = {}
+        self.baseline_topk: np.ndarray | None = None
+        self.test_source: WindowSource | None = None
+
+    # -- sources
+    def _synthetic_paths(self) -> dict[str, tuple[Path, Path]]:
+        from torchrepro.place_recognition.synthetic import generate_event_drive
+
+        d = self.d
+        root = Path(d.synthetic_dir) / f"seed{self.cfg.seed}-route{d.synthetic_route_m:g}"
+        return generate_event_drive(root, seed=self.cfg.seed, route_length_m=d.synthetic_route_m,
+                                    height=d.sensor_height, width=d.sensor_width)
+
+    def prepare_data(self) -> None:
+        if self.d.source == "synthetic":
+            self._synthetic_paths()  # local rank 0 generates; others find it complete
+
+    def _traversal(self, events: str | Path, poses: str | Path) -> WindowSource:
+        d = self.d
+        if d.source == "npy":
+            return NpyTraversal(Path(events), Path(poses), d.sensor_height, d.sensor_width, d.min_events)
+        return MVSECTraversal(Path(events), Path(poses), d.window, d.events_per_window, d.window_s, d.min_events)
+
+    def _sources(self) -> tuple[WindowSource, WindowSource, WindowSource | None]:
+        d = self.d
+        if d.source == "synthetic":
+            paths = self._synthetic_paths()
+            train = self._traversal(*paths["drive1"])
+            return train, self._traversal(*paths["drive2"]), train if d.eval_protocol == "cross" else None
+        train = self._traversal(d.train_events, d.train_poses)
+        test = self._traversal(d.test_events, d.test_poses)
+        database = None
+        if d.eval_protocol == "cross":
+            database = self._traversal(d.database_events, d.database_poses) if d.database_events else train
+        return train, test, database
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.eval_queries is not None:
+            return
+        d, spec, cache = self.d, self.d.input_spec(), Path(self.d.cache_dir)
+        est = d.representation == "est"
+
+        def windows(source: WindowSource, inputs: np.ndarray | None, idx: np.ndarray | None = None):
+            return EventWindowDataset(source, idx) if est else WindowDataset(inputs, idx)
+
+        with rank_zero_first():  # rank 0 writes the caches once; the others then read them
+            train, test, database = self._sources()
+            self.train_inputs = None if est else cached_inputs(train, spec, cache, "inputs")
+            test_inputs = None if est else cached_inputs(test, spec, cache, "inputs")
+            db_inputs = None if est or database is None else cached_inputs(database, spec, cache, "inputs")
+            test_counts = cached_inputs(test, spec, cache, "counts")
+            db_counts = cached_inputs(database, spec, cache, "counts") if database is not None else None
+        q_idx, db_idx = split_query_database(len(train), d.query_fraction, self.cfg.seed)
+        self.train_windows = windows(train, self.train_inputs)
+        args = (train.positions, q_idx, db_idx, d.pos_m, d.neg_m, d.n_negatives, self.cfg.seed, d.mining,
+                d.mining_candidates)
+        self.train_set = (EventTupleDataset(train, *args) if est else
+                          TupleDataset(self.train_inputs, *args, shift=d.augment_shift, scale=d.augment_scale))
+        if database is None:  # seed protocol: split the test traversal itself
+            tq, tdb = split_query_database(len(test), d.query_fraction, self.cfg.seed + 1)
+            self.eval_queries, self.eval_database = windows(test, test_inputs, tq), windows(test, test_inputs, tdb)
+            self.query_pos, self.db_pos = test.positions[tq], test.positions[tdb]
+            q_counts, d_counts = np.asarray(test_counts[tq]), np.asarray(test_counts[tdb])
+        else:
+            self.eval_queries, self.eval_database = windows(test, test_inputs), windows(database, db_inputs)
+            self.query_pos, self.db_pos = test.positions, database.positions
+            q_counts, d_counts = np.asarray(test_counts), np.asarray(db_counts)
+        self.test_source = test
+        self.baseline, self.baseline_topk = count_baseline(q_counts, d_counts, self.query_pos, self.db_pos, d.eval_m)
+        log.info("train traversal %s: %d windows (%d anchors); eval: %d queries vs %d database windows",
+                 train.name, len(train), len(self.train_set), len(self.eval_queries), len(self.eval_database))
+
+    # -- loaders
+    def train_dataloader(self) -> DataLoader:
+        sampler = ResumableSampler(self.train_set, seed=self.cfg.seed, shuffle=True, keyed=True)
+        return ResumableLoader(self.train_set, sampler, batch_size=self.d.batch_size, drop_last=False,
+                               num_workers=self.d.num_workers, persistent_workers=False,
+                               collate_fn=collate_event_tuples if self.est else None)
+
+    @property
+    def est(self) -> bool:
+        return self.d.representation == "est"
+
+    @property
+    def eval_collate(self):  # noqa: ANN201
+        return collate_event_windows if self.est else None
+
+    def eval_set(self) -> ConcatDataset:
+        """Queries followed by database windows: one ordered set so one gather assembles all descriptors."""
+        return ConcatDataset([self.eval_queries, self.eval_database])
+
+    def val_dataloader(self) -> DataLoader:
+        full = self.eval_set()
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        start, stop = shard_bounds(len(full), rank, world)  # contiguous shards → gather_ordered restores order
+        return DataLoader(Subset(full, range(start, stop)), batch_size=self.d.eval_batch_size, shuffle=False,
+                          num_workers=self.d.num_workers, collate_fn=self.eval_collate)
+
+
+def count_baseline(q_counts: np.ndarray, db_counts: np.ndarray, q_pos: np.ndarray, db_pos: np.ndarray,
+                   threshold_m: float) -> tuple[dict[str, float], np.ndarray]:
+    """Non-learned reference: raw event-count images (whole sensor, 4× down-sampled), L2-normalised, nearest by
+    cosine → recall@N."""
+    def unit(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(len(x), -1).astype(np.float32)
+        return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+
+    metrics, topk = recall_at_n(unit(q_counts), unit(db_counts), q_pos, db_pos, DEFAULT_NS, threshold_m)
+    return {f"baseline_count_{k}": v for k, v in metrics.items() if k.startswith("recall@")}, topk
+
+
+# ------------------------------------------------------------------------------------------- task
+class VPRTask(TaskModule):
+    """Triplet training of :class:`PlaceNet`; logs ``loss``, ``lr``, ``recall@{1,5,10,20}`` per validation."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        m: VPRModel = cfg.model
+        d: VPRData = cfg.data
+        spec = d.input_spec()
+        self.front = (EventFrontEnd(d.num_bins, d.sensor_height, d.sensor_width, d.input_size, seed=cfg.seed)
+                      if d.representation == "est" else None)
+        self.net = PlaceNet(spec.channels, m.arch, m.num_clusters, m.pretrained, m.zero_init_residual)
+        self.pca = PCAWhitening(self.net.descriptor_dim, m.pca_dim) if m.pca_dim else None
+        self._val_outputs: list[torch.Tensor] = []
+        self.last_eval: dict | None = None
+        self.mining_epoch = -1
+
+    @property
+    def dm(self) -> VPRDataModule:
+        return self.trainer.datamodule
+
+    def parameter_groups(self) -> dict:
+        groups = {"backbone": self.net.trunk.parameters(), "head": self.net.netvlad.parameters()}
+        if self.front is not None:
+            groups["representation"] = self.front.parameters()
+        return groups
+
+    def network_input(self, batch: torch.Tensor | tuple) -> torch.Tensor:
+        """A cached-input batch as is, or an ``(events, n)`` batch quantised by the EST front end."""
+        if self.front is None:
+            return batch
+        events, n = batch[0], batch[1]
+        return self.front(events.to(self.device), int(n))
+
+    def forward(self, batch: torch.Tensor | tuple) -> torch.Tensor:
+        return self.net(self.network_input(batch))
+
+    # -- initialisation and mining
+    def setup(self, stage: str) -> None:
+        """NetVLAD centroids from k-means on local features of training windows (skipped when resuming)."""
+        if bool(self.net.netvlad_initialised) or self.trainer.ckpt_path:
+            return
+        windows = self.dm.train_windows
+        n = min(self.cfg.model.netvlad_init_windows, len(windows))
+        pick = np.sort(np.random.default_rng(self.cfg.seed).choice(len(windows), size=n, replace=False))
+        if self.front is None:
+            inputs = torch.stack([windows[int(i)] for i in pick])
+        else:
+            with torch.no_grad():
+                inputs = self.front(*collate_event_windows([windows[int(i)] for i in pick]))
+        used = self.net.init_netvlad(inputs, seed=self.cfg.seed)
+        log.info("NetVLAD: %d centroids from k-means on %d local features of %d windows",
+                 self.net.netvlad.num_clusters, used, n)
+
+    def _descriptors(self, dataset: torch.utils.data.Dataset) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        out = compute_ordered(dataset, lambda b: self(b if isinstance(b, tuple) else b.to(self.device)).float(),
+                              self.cfg.data.eval_batch_size, collate_fn=self.dm.eval_collate)
+        self.train(was_training)
+        return out
+
+    def on_train_epoch_start(self) -> None:
+        d: VPRData = self.cfg.data
+        epoch = self.current_epoch
+        if d.mining != "hard" or self.mining_epoch == epoch or epoch % d.mining_refresh_epochs:
+            return
+        # NetVLAD §4: hard negatives come from a periodically refreshed cache of descriptors
+        self.dm.train_set.descriptors = self._descriptors(self.dm.train_windows).cpu()
+        self.mining_epoch = epoch
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the mining cache decides the remaining tuples of the epoch: exact resume needs it
+        desc = self.dm.train_set.descriptors if self.trainer.datamodule else None
+        checkpoint["vpr_mining"] = {"epoch": self.mining_epoch, "descriptors": desc}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("vpr_mining")
+        if state is not None:
+            self.mining_epoch = int(state["epoch"])
+            self._restored_descriptors = state["descriptors"]
+
+    def on_fit_start(self) -> None:
+        restored = getattr(self, "_restored_descriptors", None)
+        if restored is not None:
+            self.dm.train_set.descriptors = restored
+
+    # -- steps
+    def training_step(self, batch: torch.Tensor | tuple, batch_idx: int) -> torch.Tensor:
+        if self.front is None:
+            b, t = batch.shape[:2]
+            desc = self.net(batch.flatten(0, 1)).view(b, t, -1)
+        else:  # (events, B, T): one EST pass over all B·T windows
+            events, b, t = batch
+            desc = self.net(self.front(events, b * t)).view(b, t, -1)
+        m: VPRModel = self.cfg.model
+        loss = tuple_triplet_loss(desc[:, 0], desc[:, 1], desc[:, 2:], m.margin, m.distance, m.negatives)
+        self.log("loss", loss, prog_bar=True, batch_size=b)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=b)
+        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch: torch.Tensor | tuple, batch_idx: int) -> None:
+        self._val_outputs.append(self(batch).float())
+
+    def on_validation_epoch_end(self) -> None:
+        dm = self.dm
+        n_q, n_total = len(dm.eval_queries), len(dm.eval_queries) + len(dm.eval_database)
+        local = torch.cat(self._val_outputs) if self._val_outputs else torch.empty(0, self.net.descriptor_dim)
+        self._val_outputs.clear()
+        desc = gather_ordered(local.to(self.device), n_total)
+        if self.pca is not None:
+            self.pca.fit(self._descriptors(dm.train_windows).cpu().numpy())
+            desc = self.pca(desc)
+        desc = desc.cpu().numpy()
+        metrics, topk = recall_at_n(desc[:n_q], desc[n_q:], dm.query_pos, dm.db_pos, DEFAULT_NS, self.cfg.data.eval_m)
+        self.last_eval = {"metrics": metrics, "topk": topk}
+        for key, value in metrics.items():
+            if key.startswith("recall@"):
+                self.log(key, value, prog_bar=key == "recall@1", sync_dist=False)
+        for key, value in dm.baseline.items():
+            self.log(key, value, sync_dist=False)
+        self.log("queries_without_positive", metrics["queries_without_positive"], sync_dist=False)
+
+    def on_run_end(self, run_dir: Path, datamodule: VPRDataModule) -> None:
+        from torchrepro.place_recognition.plots import write_run_plots
+
+        write_run_plots(run_dir, self, datamodule)
+
+
+def build(cfg: Config) -> tuple[VPRTask, VPRDataModule]:
+    return VPRTask(cfg), VPRDataModule(cfg)
+
+
+RECIPE = register(Recipe(
+    name="vpr_event",
+    description="event-camera place recognition: voxel grid → ResNet34 + NetVLAD, triplet loss, recall@N; "
+                "simulated event drive, MVSEC HDF5 or npy windows",
+    data_schema=VPRData,
+    model_schema=VPRModel,
+    build=build,
+    default_monitor="recall@1",
+    default_mode="max",
+))

@@ -1,0 +1,89 @@
+"""Run artefacts of the re-ID recipe: ranked results (top-10 with green/red borders), texture reconstructions,
+training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image
+
+from torchrepro.core.plots import plot_curves
+from torchrepro.core.rundir import METRICS_NAME
+
+if TYPE_CHECKING:
+    from torchrepro.reid.task import ReidDataModule, ReidTask
+
+__all__ = ["texture_to_uint8", "write_run_plots"]
+
+
+def texture_to_uint8(texture: torch.Tensor) -> np.ndarray:
+    """A decoder texture ``[3, H, W]`` normalised with mean 0.5 / std 0.5 → ``[H, W, 3]`` uint8.
+
+    De-normalise, clip to [0, 1], then scale and round. The seed computed ``(out / 2 + 0.5) * 255`` and cast
+    without clipping: values beyond [−1, 1] wrapped around in uint8 and corrupted its pictures (SEEDS.md §2).
+    """
+    img = (texture.detach().float().cpu() * 0.5 + 0.5).clamp(0.0, 1.0)
+    return (img.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def _load(path: Path, height: int = 128) -> np.ndarray:
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        return np.asarray(img.resize((max(1, round(img.width * height / img.height)), height)))
+
+
+def save_ranked(task: ReidTask, dm: ReidDataModule, out: Path, n_queries: int = 8, k: int = 10) -> Path | None:
+    """Queries (evenly spread over the query list) beside their top-``k`` gallery items after the protocol's
+    same-pid-same-camera removal; green = same identity."""
+    from torchrepro.retrieval.plots import save_ranked_results
+
+    if not task.last_eval:
+        return None
+    target = dm.targets[0]
+    dist = task.last_eval[target.name]["distmat"]
+    picks = np.linspace(0, len(target.query) - 1, num=min(n_queries, len(target.query))).round().astype(int)
+    queries, retrieved, correct = [], [], []
+    for i in picks:
+        q = target.query[i]
+        valid = [j for j in np.argsort(dist[i], kind="stable")
+                 if not (target.gallery[j].pid == q.pid and target.gallery[j].camid == q.camid)][:k]
+        queries.append(_load(q.path))
+        retrieved.append([_load(target.gallery[j].path) for j in valid])
+        correct.append([target.gallery[j].pid == q.pid for j in valid])
+    width = min(len(c) for c in correct)
+    return save_ranked_results(queries, [r[:width] for r in retrieved], np.array([c[:width] for c in correct]),
+                               out, query_titles=[f"pid {target.query[i].pid}" for i in picks])
+
+
+@torch.no_grad()
+def save_textures(task: ReidTask, dm: ReidDataModule, out: Path, n: int = 6) -> Path | None:
+    """Rows of (input image, predicted texture, target texture) for a few training images."""
+    if task.decoder is None or dm.train_set.texture_roots is None:
+        return None
+    from torchrepro.reid.data import ReidImageDataset, build_transforms
+
+    d = task.cfg.data
+    plain = ReidImageDataset(dm.train_set.items, build_transforms(d.height, d.width, train=False),
+                             texture_roots=dm.train_set.texture_roots, texture_size=dm.train_set.texture_size)
+    was_training = task.training
+    task.eval()
+    rows = []
+    for index in np.linspace(0, len(plain) - 1, num=min(n, len(plain))).round().astype(int):
+        image, _, _, _, target = plain[int(index)]
+        enc = task.encoder(image[None].to(task.device))
+        pred, _ = task.decoder(enc["fmap"], enc["skips"])
+        size = target.shape[-2:]
+        person = np.asarray(Image.open(dm.train_set.items[int(index)].path).convert("RGB").resize((size[1] // 2, size[0])))
+        rows.append(np.concatenate([person, texture_to_uint8(pred[0]), texture_to_uint8(target)], axis=1))
+    task.train(was_training)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(out)
+    return out
+
+
+def write_run_plots(run_dir: Path, task: ReidTask, dm: ReidDataModule) -> None:
+    save_ranked(task, dm, run_dir / "ranked_results.png")
+    save_textures(task, dm, run_dir / "textures.png")
+    plot_curves(run_dir / METRICS_NAME, run_dir / "curves.png", ["train_loss", "rank-1", "mAP"])
