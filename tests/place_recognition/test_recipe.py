@@ -4,7 +4,6 @@ representations (cached voxel grid; learnable EST), plus its real-format configs
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +27,16 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("vpr")
 
 
-def _train(workdir: Path, name: str, *extra: str):
+def _train(workdir: Path, name: str, *extra: str, config: str = "vpr_event_sim.yaml"):
     over = [*TINY, f"data.synthetic_dir={workdir / 'drive'}", f"data.cache_dir={workdir / 'cache'}",
             f"run.dir={workdir / name}", *extra]
-    return cli("train", REPO / "configs" / "vpr_event_sim.yaml", *over, timeout=600)
+    return cli("train", REPO / "configs" / config, *over, timeout=600)
 
 
-@pytest.mark.parametrize("representation,mining", [("voxel", "hard"), ("est", "random")])
-def test_recipe_runs_end_to_end(workdir, representation, mining):
-    res = _train(workdir, f"run_{representation}", f"data.representation={representation}",
-                 f"data.mining={mining}")
+@pytest.mark.parametrize("representation,mining,config", [("voxel", "hard", "vpr_event_sim.yaml"),
+                                                          ("est", "random", "vpr_event_sim_est.yaml")])
+def test_recipe_runs_end_to_end(workdir, representation, mining, config):
+    res = _train(workdir, f"run_{representation}", f"data.mining={mining}", config=config)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "untrained model:" in res.stdout and "baseline_count_recall@1" in res.stdout
     run = workdir / f"run_{representation}"
@@ -48,6 +47,7 @@ def test_recipe_runs_end_to_end(workdir, representation, mining):
     for png in ("recall_curve.png", "retrievals.png", "window_polarity.png"):
         assert (run / png).stat().st_size > 1000, png
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert f"representation: {representation}" in (run / "config.yaml").read_text()
 
 
 def _write_mvsec(folder: Path, name: str, seed: int) -> tuple[Path, Path]:
@@ -101,3 +101,9 @@ def test_missing_hdf5_key_is_named(workdir):
     res = cli("train", REPO / "configs" / "vpr_event_mvsec.yaml", *over)
     assert res.returncode == 2
     assert "pose_ts" in res.stderr and str(gt) in res.stderr
+
+
+def test_est_with_cached_input_augmentation_is_refused(workdir):
+    res = _train(workdir, "est_aug", "data.augment_shift=0.1", config="vpr_event_sim_est.yaml")
+    assert res.returncode == 2 and "augment_shift" in res.stderr
+    assert not (workdir / "est_aug").exists()
