@@ -91,3 +91,18 @@ def test_real_configs_parse(tmp_path, config, key):
     assert key in res.stdout
     missing = cli("config", REPO / "configs" / config)
     assert missing.returncode == 2 and f"data.roots.{key}" in missing.stderr
+
+
+def test_ablation_tool_writes_the_table(workdir):
+    out = workdir / "ablation"
+    res = cli("tool", "reid-ablation", REPO / "configs" / "reid_sim_san.yaml", "--out", out, *TINY,
+              f"data.synthetic_dir={workdir / 'persons'}", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads((out / "ablation.json").read_text())
+    assert [r["run"] for r in rows][0] == "baseline (ID + triplet)" and len(rows) == 5
+    assert all(0.0 <= r["rank-1"] <= 1.0 and 0.0 <= r["mAP"] <= 1.0 for r in rows)
+    assert any("init_from=" in o and o.endswith("last.ckpt") for o in rows[-1]["overrides"])
+    table = (out / "ablation.md").read_text()
+    assert table.count("\n") == 7 and "| + reconstruction + constraints (SAN) |" in table
+    again = cli("tool", "reid-ablation", REPO / "configs" / "reid_sim_san.yaml", "--out", out)
+    assert again.returncode == 2 and "not empty" in again.stderr

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -33,6 +34,7 @@ def save_recall_curve(curves: dict[str, np.ndarray], out: Path, threshold_m: flo
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for label, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=label)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("N (number of retrieved database windows)")
     ax.set_ylabel(f"recall@N ({threshold_m:g} m)")
     ax.set_ylim(0, 1.02)

@@ -49,7 +49,11 @@ def ablation_main(argv: list[str]) -> int:
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, default=Path("runs/reid_ablation"))
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)  # overrides may follow --out (argparse leaves them unparsed)
+    stray = [a for a in rest if a.startswith("-") or "=" not in a]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*args.overrides, *rest]
     if args.out.exists() and any(args.out.iterdir()):
         raise ConfigError(f"ablation output folder {args.out} is not empty; choose another --out (nothing is overwritten)")
     rows = []
