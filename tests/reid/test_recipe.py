@@ -50,6 +50,12 @@ def test_san_trains_encoder_and_decoder_with_separate_optimisers(workdir):
     ckpt = torch.load(workdir / "san" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert len(ckpt["optimizer_states"]) == 2
     assert (workdir / "san" / "textures.png").is_file()
+    # the exported model is the encoder alone: loads into a fresh encoder, holds no decoder weights
+    from torchrepro.reid.model import ReidEncoder
+
+    state = torch.load(workdir / "san" / "encoder.pth", map_location="cpu", weights_only=True)
+    assert not any("decoder" in k for k in state)
+    ReidEncoder(16, "resnet18").load_state_dict(state)
 
 
 def test_san_pg_then_pseudo_textures(workdir):

@@ -351,9 +351,12 @@ class ReidTask(TaskModule):
             self.log(key, value, sync_dist=False)
 
     def on_run_end(self, run_dir: Path, datamodule: ReidDataModule) -> None:
+        from torchrepro.core.checkpoint_io import atomic_torch_save
         from torchrepro.reid.plots import write_run_plots
 
         write_run_plots(run_dir, self, datamodule)
+        # The deployable model: the encoder alone (SAN's decoder only shapes training), BNNeck feature f_i.
+        atomic_torch_save({k: v.detach().cpu() for k, v in self.encoder.state_dict().items()}, run_dir / "encoder.pth")
 
 
 def evaluate_target(feats: torch.Tensor, target: TargetSet, m: ReidModel) -> dict:
