@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import pytorch_lightning as pl
@@ -22,10 +23,29 @@ class TaskModule(pl.LightningModule):
         """Named parameter groups (e.g. ``backbone`` / ``head``) for per-group learning rates."""
         return {"all": self.parameters()}
 
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run, computed from our own loader.
+
+        Not ``trainer.estimated_stepping_batches``: that builds Lightning's training loader during
+        ``configure_optimizers``, before the checkpoint's loop state is restored, so a resumed run would
+        iterate a loader whose saved position (the resumable sampler's skip) was never applied and repeat
+        batches (found by tests/place_recognition/test_resume.py).
+        """
+        t = self.trainer
+        batches = len(t.datamodule.train_dataloader())
+        limit = t.limit_train_batches
+        if isinstance(limit, int):
+            batches = min(batches, limit)
+        elif limit is not None:
+            batches = int(batches * limit)
+        per_epoch = max(1, math.ceil(batches / t.accumulate_grad_batches))
+        total = per_epoch * max(int(t.max_epochs or 1), 1)
+        return min(total, t.max_steps) if t.max_steps and t.max_steps > 0 else total
+
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union return type
         optimizer = build_optimizer(self.parameter_groups(), self.cfg.optim)
         if self.cfg.sched.interval == "step":
-            total = int(self.trainer.estimated_stepping_batches)
+            total = self.total_steps()
         else:
             total = int(self.trainer.max_epochs or 1)
         scheduler = build_scheduler(optimizer, self.cfg.sched, total)

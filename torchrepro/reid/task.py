@@ -269,7 +269,7 @@ class ReidTask(TaskModule):
         if self.decoder is None:
             return super().configure_optimizers()
         cfg = self.cfg
-        total = int(self.trainer.estimated_stepping_batches) if cfg.sched.interval == "step" else int(self.trainer.max_epochs or 1)
+        total = self.total_steps() if cfg.sched.interval == "step" else int(self.trainer.max_epochs or 1)
         enc = build_optimizer({"encoder": self.encoder.parameters()}, cfg.optim)
         dec_cfg = cfg.optim if cfg.model.decoder_lr is None else type(cfg.optim)(**{**cfg.optim.__dict__, "lr": cfg.model.decoder_lr})
         dec = build_optimizer({"decoder": self.decoder.parameters()}, dec_cfg)
