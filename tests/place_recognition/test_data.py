@@ -9,7 +9,9 @@ import torch
 from torchrepro.core.errors import DataError
 from torchrepro.events.representations import voxel_grid
 from torchrepro.place_recognition.data import (
+    ConcatTraversal,
     InputSpec,
+    StackedInputs,
     TupleDataset,
     cached_inputs,
     normalise_nonzero,
@@ -136,3 +138,59 @@ def test_queries_without_positive_are_reported(caplog):
     assert len(ds) == 1 and "1 of 2 queries have no positive" in caplog.text
     with pytest.raises(DataError, match="no training query"):
         TupleDataset(inputs, positions, np.array([2]), np.array([1, 3]), 10.0, 25.0, 1, seed=0)
+
+
+def test_stacked_inputs_index_like_the_concatenated_array(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=(n, 2, 3, 3)).astype(np.float16) for n in (5, 1, 4)]
+    np.save(tmp_path / "a.npy", parts[0])
+    parts[0] = np.load(tmp_path / "a.npy", mmap_mode="r")  # a memory-mapped cache, as in the recipe
+    stacked, full = StackedInputs(parts), np.concatenate(parts)
+    assert stacked.shape == full.shape and len(stacked) == 10
+    for i in range(10):
+        np.testing.assert_array_equal(stacked[i], full[i])
+    idx = np.array([9, 0, 5, 5, 3, 6])  # unsorted, repeated, across all three parts
+    np.testing.assert_array_equal(stacked[idx], full[idx])
+    with pytest.raises(IndexError):
+        stacked[np.array([10])]
+    with pytest.raises(ValueError, match="one item shape"):
+        StackedInputs([parts[0], np.zeros((2, 2, 3, 4))])
+
+
+def test_concat_traversal_dispatches_windows_and_positions():
+    a, b = FakeTraversal(4, seed=0), FakeTraversal(3, seed=1)
+    both = ConcatTraversal([a, b])
+    assert len(both) == 7 and both.name == "fake0+fake1"
+    np.testing.assert_array_equal(both.events(2), a.events(2))
+    np.testing.assert_array_equal(both.events(4), b.events(0))
+    np.testing.assert_array_equal(both.positions, np.concatenate([a.positions, b.positions]))
+    assert both.part(1).tolist() == [4, 5, 6]
+    assert both.fingerprint() != ConcatTraversal([b, a]).fingerprint()
+
+
+def test_cross_traversal_tuples_take_positives_and_negatives_from_the_database():
+    """train_protocol=cross: anchors are the second recording's windows, the database the first's."""
+    a, b = FakeTraversal(40, seed=0), FakeTraversal(40, seed=1)
+    b.positions[:, 1] += 1.5  # another lane
+    both = ConcatTraversal([a, b])
+    inputs = np.zeros((80, 1, 2, 2), np.float16)
+    ds = TupleDataset(inputs, both.positions, both.part(1), both.part(0), 3.0, 10.0, 4, seed=0)
+    assert len(ds) == 40
+    for i in range(len(ds)):
+        w = ds.choose(0, i)
+        assert w[0] >= 40 and (w[1:] < 40).all()
+        assert np.linalg.norm(both.positions[w[1]] - both.positions[w[0]]) < 3.0
+        assert (np.linalg.norm(both.positions[w[2:]] - both.positions[w[0]], axis=1) >= 10.0).all()
+
+
+def test_anchors_per_epoch_draws_a_fresh_subset_each_epoch():
+    src = FakeTraversal(60)
+    inputs = np.zeros((60, 1, 2, 2), np.float16)
+    q, db = np.arange(0, 60, 2), np.arange(1, 60, 2)
+    full = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0)
+    sub = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0, anchors_per_epoch=8)
+    assert len(full) == 30 and len(sub) == 8
+    assert [full.anchor_of(0, i) for i in range(30)] == list(range(30))
+    e0, e1 = [[sub.anchor_of(e, i) for i in range(8)] for e in (0, 1)]
+    assert len(set(e0)) == 8 and e0 != e1 and e0 == [sub.anchor_of(0, i) for i in range(8)]
+    assert {int(sub.choose(1, i)[0]) for i in range(8)} == {int(q[j]) for j in e1}

@@ -4,6 +4,9 @@ representations (cached voxel grid; learnable EST), plus its real-format configs
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,9 @@ def _train(workdir: Path, name: str, *extra: str, config: str = "vpr_event_sim.y
 
 
 @pytest.mark.parametrize("representation,extra,config", [
-    ("voxel", ["data.mining=hard", "model.pca_dim=8"], "vpr_event_sim.yaml"),  # + PCA-whitening at evaluation
+    # + PCA-whitening at evaluation, anchors from drives 3-4 (train_protocol=cross), NetVLAD over layer4 at stride 16
+    ("voxel", ["data.mining=hard", "model.pca_dim=8", "data.train_protocol=cross", "model.last_stride=1"],
+     "vpr_event_sim.yaml"),
     ("est", ["data.mining=random"], "vpr_event_sim_est.yaml"),
 ])
 def test_recipe_runs_end_to_end(workdir, representation, extra, config):
@@ -50,6 +55,8 @@ def test_recipe_runs_end_to_end(workdir, representation, extra, config):
         assert (run / png).stat().st_size > 1000, png
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert f"representation: {representation}" in (run / "config.yaml").read_text()
+    if "data.train_protocol=cross" in extra:
+        assert "drive1_data.hdf5+drive3_data.hdf5+drive4_data.hdf5" in res.stderr + res.stdout  # anchors: extra drives
 
 
 def _write_mvsec(folder: Path, name: str, seed: int) -> tuple[Path, Path]:
@@ -109,3 +116,41 @@ def test_est_with_cached_input_augmentation_is_refused(workdir):
     res = _train(workdir, "est_aug", "data.augment_shift=0.1", config="vpr_event_sim_est.yaml")
     assert res.returncode == 2 and "augment_shift" in res.stderr
     assert not (workdir / "est_aug").exists()
+
+
+def test_cross_training_needs_a_second_recording(workdir):
+    folder = workdir / "mvsec_cross"
+    d2 = _write_mvsec(folder, "outdoor_day2", 0)
+    over = [f"data.train_events={d2[0]}", f"data.train_poses={d2[1]}", f"data.test_events={d2[0]}",
+            f"data.test_poses={d2[1]}", "data.train_protocol=cross", f"run.dir={workdir / 'cross_never'}"]
+    res = cli("train", REPO / "configs" / "vpr_event_mvsec.yaml", *over)
+    assert res.returncode == 2 and "data.train_query_events" in res.stderr and "train_protocol=cross" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (workdir / "cross_never").exists()
+
+
+def test_ddp_two_ranks_evaluate_like_one_process(workdir):
+    """The recipe under real ``torchrun --nproc_per_node=2`` (gloo): sharded descriptor extraction + ordered
+    gather must give the single process's recall@N before training, and the DDP run (hard mining refreshed on
+    both ranks) must train and write one run directory."""
+    over = ["data.mining=hard", "trainer.limit_train_batches=2", "trainer.max_epochs=2"]
+    single = _train(workdir, "ddp_ref", *over)
+    assert single.returncode == 0, single.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    args = [*TINY, f"data.synthetic_dir={workdir / 'drive'}", f"data.cache_dir={workdir / 'cache'}",
+            f"run.dir={workdir / 'ddp_run'}", *over]
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "torchrepro.cli", "train", str(REPO / "configs" / "vpr_event_sim.yaml"), *args],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    ref = json.loads((workdir / "ddp_ref" / "metrics.json").read_text())["history"]
+    got = json.loads((workdir / "ddp_run" / "metrics.json").read_text())["history"]
+    untrained = lambda h: next(e for e in h if e["stage"] == "untrained")  # noqa: E731
+    for n in (1, 5, 10, 20):
+        assert untrained(got)[f"recall@{n}"] == pytest.approx(untrained(ref)[f"recall@{n}"], abs=1e-6)
+    fit = [e for e in got if e["stage"] == "fit"]
+    assert [e["epoch"] for e in fit] == [0, 1] and all(np.isfinite(e["loss"]) for e in fit)
+    assert (workdir / "ddp_run" / "checkpoints" / "last.ckpt").is_file()
+    assert not any(p.name.startswith("ddp_run") and p.name != "ddp_run" for p in workdir.iterdir())

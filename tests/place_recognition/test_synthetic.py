@@ -19,6 +19,7 @@ from torchrepro.place_recognition.synthetic import (
     Renderer,
     build_street,
     generate_event_drive,
+    random_drive_spec,
 )
 
 SMALL = dict(route_length_m=40.0, height=48, width=64)
@@ -135,3 +136,40 @@ def test_render_layout_sky_walls_ground():
     assert img[-3:, W // 3 : 2 * W // 3].mean() < 0.5
     sunny = renderer.render(CameraPose(5.0, -1.4, 1.4, 0.0, 0.0), Lighting.of(DRIVE2))
     assert not np.allclose(img, sunny)
+
+
+def test_extra_training_drives_leave_the_first_two_unchanged(small, tmp_path):
+    """Extra training drives (randomised conditions) are optional; adding them must not alter drive1 or drive2."""
+    _, _, data = small
+    extra = random_drive_spec(0, 2)
+    paths = generate_event_drive(tmp_path / "three", seed=0, drives=(DRIVE1, DRIVE2, extra), **SMALL)
+    assert set(paths) == {"drive1", "drive2", "drive3"}
+    three = _read(paths)
+    for name in ("drive1", "drive2"):
+        for a, b in zip(data[name], three[name]):
+            np.testing.assert_array_equal(a, b)
+    ev3, ts3, xy3 = three["drive3"]
+    assert len(ev3) > 1000 and np.all(np.diff(ev3[:, 0]) >= 0)
+    assert abs(xy3[:, 1].mean() - extra.lane_y_m) < extra.wander_m + 0.05  # its own lane
+
+
+def test_random_drive_specs_are_seeded_varied_and_valid():
+    specs = [random_drive_spec(0, i) for i in range(2, 8)]
+    assert specs[0] == random_drive_spec(0, 2) and specs[0] != random_drive_spec(1, 2)
+    assert [s.name for s in specs] == [f"drive{i}" for i in range(3, 9)]
+    lanes = [s.lane_y_m for s in specs]
+    assert max(lanes) - min(lanes) > 0.5 and all(-3.4 <= y <= -0.8 for y in lanes)
+    synthetic.EventDriveParams(drives=(DRIVE1, DRIVE2, *specs)).validate()
+    with pytest.raises(ValueError, match="fixed"):
+        random_drive_spec(0, 1)
+
+
+def test_third_parking_variant_keeps_regular_cars_and_varies_the_others():
+    street = build_street(0, 300.0)
+    present = street.objects.present
+    assert present.shape[1] == 3
+    regular = present[:, 0] & present[:, 1]
+    assert present[regular, 2].all()
+    occasional = present[:, 0] ^ present[:, 1]
+    assert occasional.sum() > 10
+    assert 0.2 < present[occasional, 2].mean() < 0.8

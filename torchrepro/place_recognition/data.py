@@ -124,6 +124,70 @@ class NpyTraversal:
         return {"npy": self._stamp}
 
 
+class ConcatTraversal:
+    """Several traversals of one route as one window index: ``[0, n_0)`` are the first's windows, then the next…
+
+    Used when training anchors come from another recording than the database (``train_protocol: cross``):
+    one index space lets a tuple name windows of both, and one descriptor cache cover both for mining.
+    Positions must share one metric frame (the same GPS/route coordinates).
+    """
+
+    def __init__(self, sources: list[WindowSource]) -> None:
+        if not sources:
+            raise ValueError("ConcatTraversal needs at least one traversal")
+        self.sources = list(sources)
+        self.name = "+".join(s.name for s in self.sources)
+        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+        self.timestamps = np.concatenate([s.timestamps for s in self.sources])
+        self.positions = np.concatenate([s.positions for s in self.sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def part(self, k: int) -> np.ndarray:
+        """Window indices of the ``k``-th traversal."""
+        return np.arange(self.offsets[k], self.offsets[k + 1])
+
+    def events(self, i: int) -> np.ndarray:
+        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.sources[k].events(int(i - self.offsets[k]))
+
+    def fingerprint(self) -> dict:
+        return {"concat": [s.fingerprint() for s in self.sources]}
+
+
+class StackedInputs:
+    """Read-only view of several ``[n_i, …]`` arrays (memory-mapped caches) as one ``[Σ n_i, …]`` array.
+
+    Supports what the datasets need, ``x[i]`` and ``x[index_array]``, without copying the caches (at the seed's
+    224×224 a day of MVSEC windows is many gigabytes).
+    """
+
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        if not arrays or any(a.shape[1:] != arrays[0].shape[1:] for a in arrays):
+            raise ValueError("StackedInputs needs arrays of one item shape")
+        self.arrays = list(arrays)
+        self.offsets = np.cumsum([0] + [len(a) for a in self.arrays])
+        self.shape = (int(self.offsets[-1]), *arrays[0].shape[1:])
+        self.dtype = arrays[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int | np.ndarray) -> np.ndarray:
+        idx = np.asarray(index, dtype=np.int64)
+        if np.any((idx < 0) | (idx >= len(self))):
+            raise IndexError(f"index out of range for {len(self)} windows")
+        part = np.searchsorted(self.offsets, idx, side="right") - 1
+        if idx.ndim == 0:
+            return self.arrays[int(part)][int(idx - self.offsets[part])]
+        out = np.empty((idx.size, *self.shape[1:]), dtype=self.dtype)
+        for k in np.unique(part):
+            sel = np.flatnonzero(part == k)
+            out[sel] = self.arrays[int(k)][idx[sel] - self.offsets[k]]
+        return out
+
+
 # --------------------------------------------------------------------------------------------- inputs
 @dataclass(frozen=True)
 class InputSpec:
@@ -254,7 +318,7 @@ class TupleDataset(Dataset):
     def __init__(self, inputs: np.ndarray, positions: np.ndarray, query_idx: np.ndarray, db_idx: np.ndarray,
                  pos_m: float, neg_m: float, n_negatives: int, seed: int,
                  mining: Literal["random", "hard"] = "random", mining_candidates: int = 100,
-                 shift: float = 0.0, scale: float = 0.0) -> None:
+                 shift: float = 0.0, scale: float = 0.0, anchors_per_epoch: int | None = None) -> None:
         self.inputs = inputs
         self.shift, self.scale = float(shift), float(scale)
         self.seed, self.n_negatives, self.mining = seed, int(n_negatives), mining
@@ -278,9 +342,21 @@ class TupleDataset(Dataset):
         self.positives = [positives[k] for k in keep]  # positions within db_idx
         self.near = [near[k] for k in keep]
         self.descriptors: torch.Tensor | None = None  # [n_windows, D], set by the task for hard mining
+        self.anchors_per_epoch = anchors_per_epoch
 
     def __len__(self) -> int:
-        return len(self.query_idx)
+        if self.anchors_per_epoch is None:
+            return len(self.query_idx)
+        return min(int(self.anchors_per_epoch), len(self.query_idx))
+
+    def anchor_of(self, epoch: int, i: int) -> int:
+        """Which usable query item ``i`` of ``epoch`` trains on: all of them each epoch, or, with
+        ``anchors_per_epoch``, a fresh seeded subset per epoch (windows by event count make busy recordings
+        hold many more windows per metre; the subset keeps an epoch's length fixed)."""
+        if len(self) == len(self.query_idx):
+            return i
+        perm = np.random.default_rng(derive_seed(self.seed, "vpr-anchors", epoch)).permutation(len(self.query_idx))
+        return int(perm[i])
 
     def _load(self, windows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(self.inputs[windows])).float()
@@ -289,6 +365,7 @@ class TupleDataset(Dataset):
         """Window indices ``[anchor, positive, negatives…]`` of item ``i`` in ``epoch`` (pure function of the key
         and of :attr:`descriptors`)."""
         rng = np.random.default_rng(derive_seed(self.seed, "vpr-tuple", epoch, i))
+        i = self.anchor_of(epoch, i)
         anchor = int(self.query_idx[i])
         negative_pool = np.ones(len(self.db_idx), dtype=bool)
         negative_pool[self.near[i]] = False

@@ -63,12 +63,14 @@ class PlaceNet(nn.Module):
         num_clusters: NetVLAD's K (seed: 32).
         pretrained: optional local torchvision RGB state dict; conv1 is then the RGB kernel averaged over
             channels (see :mod:`torchrepro.nn.backbones`).
+        last_stride: 1 keeps ``layer4`` at ``layer3``'s resolution (``S/16``): at small inputs (64 px on a CPU)
+            NetVLAD then pools 4×4 local features instead of 2×2.
     """
 
     def __init__(self, in_channels: int = 5, arch: str = "resnet34", num_clusters: int = 32,
-                 pretrained: str | None = None, zero_init_residual: bool = False) -> None:
+                 pretrained: str | None = None, zero_init_residual: bool = False, last_stride: int = 2) -> None:
         super().__init__()
-        self.trunk = resnet_trunk(arch, in_channels=in_channels, pretrained=pretrained,
+        self.trunk = resnet_trunk(arch, in_channels=in_channels, last_stride=last_stride, pretrained=pretrained,
                                   zero_init_residual=zero_init_residual)
         self.netvlad = NetVLAD(num_clusters=num_clusters, dim=trunk_channels(arch))
         # Set once NetVLAD's centroids come from k-means; saved in checkpoints so a resumed run skips it.

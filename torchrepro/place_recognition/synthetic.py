@@ -73,7 +73,12 @@ log = logging.getLogger(__name__)
 #: Bump when the generator's output changes, so stale generations are not reused.
 GENERATOR_VERSION = 1
 STAMP_NAME = "event_drive.json"
-DRIVES = ("drive1", "drive2")
+MAX_DRIVES = 8
+
+
+def drive_name(index: int) -> str:
+    """``drive1``, ``drive2``, …: the file stem of the ``index``-th (0-based) traversal."""
+    return f"drive{index + 1}"
 
 TEXEL_M = 0.05  # atlas resolution (finest mip level)
 MIP_FACTOR = 4
@@ -134,6 +139,31 @@ DRIVE2 = DriveSpec(
 )
 
 
+def random_drive_spec(seed: int, index: int) -> DriveSpec:
+    """Extra *training* recording ``drive{index+1}`` (index >= 2) under randomly drawn conditions.
+
+    Domain randomisation (Tobin et al., IROS 2017): each extra drive draws every factor that separates real
+    recordings of one route, uniformly over a broad, physically plausible range fixed a priori: any lateral
+    position in our half of the road, camera mounting within ±2.5°, overcast to low sun, gamma 0.75-1.2,
+    sensor thresholds 0.35-0.55 with 0.02-0.07 mismatch and 0.02-0.3 Hz noise, 7-12 m/s. Anchors from these
+    drives against drive1's windows (``data.train_protocol: cross``) teach the network what survives such
+    changes. Deterministic from ``(seed, index)``; drive2 (the held-out traversal) is never among them.
+    """
+    if index < 2:
+        raise ValueError("drive1 and drive2 are fixed; random drives start at index 2")
+    rng = np.random.default_rng(_seed(seed, 30, index))
+    u = rng.uniform
+    sunny = u() < 0.6
+    return DriveSpec(
+        name=drive_name(index), speed_mps=u(7.0, 12.0), speed_variation=u(0.1, 0.3), lane_y_m=u(-3.4, -0.8),
+        wander_m=u(0.2, 0.7), yaw_jitter_deg=u(0.5, 1.3), pitch_jitter_deg=u(0.3, 0.8), gain=u(0.6, 1.6),
+        gamma=u(0.75, 1.2), sky=u(0.75, 1.0), shade_left=u(0.45, 1.0), shade_right=u(0.45, 1.0),
+        sun_shadow=u(0.2, 0.5) if sunny else 0.0, shadow_reach=u(0.2, 0.5) if sunny else 0.0,
+        contrast_threshold=u(0.35, 0.55), threshold_sigma=u(0.02, 0.07), noise_rate_hz=u(0.02, 0.3),
+        parked_variant=2, yaw_offset_deg=u(-2.5, 2.5), pitch_offset_deg=u(-2.5, 2.5),
+    )
+
+
 @dataclass(frozen=True)
 class EventDriveParams:
     """Parameters of :func:`generate_event_drive`; their JSON form is the cache stamp."""
@@ -145,7 +175,7 @@ class EventDriveParams:
     focal_px: float | None = None  # None: 200 px scaled with the width (DAVIS346 with a ~82 deg lens)
     camera_height_m: float = 1.4
     frame_spacing_m: float = 0.25
-    drives: tuple[DriveSpec, DriveSpec] = (DRIVE1, DRIVE2)
+    drives: tuple[DriveSpec, ...] = (DRIVE1, DRIVE2)
     version: int = GENERATOR_VERSION
 
     @property
@@ -163,11 +193,12 @@ class EventDriveParams:
             raise ConfigError(f"frame_spacing_m must be in [0.01, 1] m, got {self.frame_spacing_m!r}")
         if not 0.3 <= self.camera_height_m <= 4.0:
             raise ConfigError(f"camera_height_m must be in [0.3, 4] m, got {self.camera_height_m!r}")
-        if len(self.drives) != 2:
-            raise ConfigError(f"drives must hold exactly two DriveSpec (drive1, drive2), got {len(self.drives)}")
+        if not 2 <= len(self.drives) <= MAX_DRIVES:
+            raise ConfigError(f"drives must hold 2 to {MAX_DRIVES} DriveSpec (drive1, drive2, extra training "
+                              f"drives), got {len(self.drives)}")
         for d in self.drives:
-            if d.parked_variant not in (0, 1):
-                raise ConfigError(f"{d.name}: parked_variant must be 0 or 1, got {d.parked_variant!r}")
+            if d.parked_variant not in (0, 1, 2):
+                raise ConfigError(f"{d.name}: parked_variant must be 0, 1 or 2, got {d.parked_variant!r}")
             if not (d.speed_mps > 0 and 0 <= d.speed_variation < 0.8):
                 raise ConfigError(f"{d.name}: speed_mps must be > 0 and speed_variation in [0, 0.8)")
             if not abs(d.lane_y_m) + d.wander_m < ROAD_HALF_M - 1.0:
@@ -422,8 +453,16 @@ class Objects:
     present: np.ndarray
 
 
-def _place_objects(rng: Rng, s_start: float, s_end: float, left: Facade, right: Facade) -> Objects:
-    """Poles, signs, trees (trunk + canopy), bins and parked cars at irregular positions on both sides."""
+def _place_objects(rng: Rng, s_start: float, s_end: float, left: Facade, right: Facade,
+                   third_rng: Rng | None = None) -> Objects:
+    """Poles, signs, trees (trunk + canopy), bins and parked cars at irregular positions on both sides.
+
+    ``present`` has one column per parking variant. Variants 0 and 1 (drive1, drive2) are drawn from ``rng``
+    with everything else; variant 2 (drive3) from ``third_rng`` alone, so that adding it changed nothing of
+    the first two: a car parked in both drive1 and drive2 is there in drive3 too, each other car with
+    probability 0.5.
+    """
+    third_rng = third_rng if third_rng is not None else np.random.default_rng(0)
     rows: list[tuple] = []
 
     def add(kind, s, y, rx, ry, z0, z1, albedo, texture=0.05, band=(0.0, 0.0), present=(True, True)):
@@ -471,10 +510,12 @@ def _place_objects(rng: Rng, s_start: float, s_end: float, left: Facade, right: 
             s += rng.uniform(5.5, 12.0)
     cols = list(zip(*rows))
     as_f = lambda v: np.asarray(v, dtype=np.float64)  # noqa: E731
+    both = np.asarray(cols[11]) & np.asarray(cols[12])
+    third = both | (third_rng.uniform(size=both.size) < 0.5) & (np.asarray(cols[11]) | np.asarray(cols[12]))
     return Objects(
         kind=np.asarray(cols[0], dtype=np.int64), s=as_f(cols[1]), y=as_f(cols[2]), rx=as_f(cols[3]),
         ry=as_f(cols[4]), z0=as_f(cols[5]), z1=as_f(cols[6]), albedo=as_f(cols[7]), texture=as_f(cols[8]),
-        b0=as_f(cols[9]), b1=as_f(cols[10]), present=np.stack([np.asarray(cols[11]), np.asarray(cols[12])], 1),
+        b0=as_f(cols[9]), b1=as_f(cols[10]), present=np.stack([np.asarray(cols[11]), np.asarray(cols[12]), third], 1),
     )
 
 
@@ -500,7 +541,7 @@ def build_street(seed: int, route_length_m: float) -> Street:
     n_s = int(round((max(left.s1[-1], right.s1[-1]) - s_start) / TEXEL_M))
     ground = _pyramid(_build_ground(np.random.default_rng(_seed(seed, 2)), s_start, n_s))
     objects = _place_objects(np.random.default_rng(_seed(seed, 3)), s_start, s_end - VIEW_M + OBJECT_VIEW_M,
-                             left, right)
+                             left, right, third_rng=np.random.default_rng(_seed(seed, 5)))
     noise = np.random.default_rng(_seed(seed, 4)).uniform(-1, 1, (64, 64)).astype(np.float32)
     return Street(s_start, s_end, left, right, ground, objects, noise)
 
@@ -881,11 +922,11 @@ def simulate_drive(street: Street, params: EventDriveParams, index: int) -> tupl
 
 
 # ============================================================================================ on disk
-def _paths(root: Path) -> dict[str, tuple[Path, Path]]:
-    return {d: (root / f"{d}_data.hdf5", root / f"{d}_gt.hdf5") for d in DRIVES}
+def _paths(root: Path, n_drives: int) -> dict[str, tuple[Path, Path]]:
+    return {d: (root / f"{d}_data.hdf5", root / f"{d}_gt.hdf5") for d in map(drive_name, range(n_drives))}
 
 
-def _is_complete(root: Path, stamp: str) -> bool:
+def _is_complete(root: Path, stamp: str, n_drives: int) -> bool:
     stamp_path = root / STAMP_NAME
     if not stamp_path.is_file():
         return False
@@ -893,10 +934,11 @@ def _is_complete(root: Path, stamp: str) -> bool:
         stored = json.loads(stamp_path.read_text()).get("params")
     except (OSError, ValueError):
         return False
-    return stored == json.loads(stamp) and all(p.is_file() for pair in _paths(root).values() for p in pair)
+    return stored == json.loads(stamp) and all(
+        p.is_file() for pair in _paths(root, n_drives).values() for p in pair)
 
 
-def _publish(tmp: Path, out_dir: Path, stamp: str) -> None:
+def _publish(tmp: Path, out_dir: Path, stamp: str, n_drives: int) -> None:
     """Move the finished ``tmp`` into place; a stale ``out_dir`` is moved aside first (never a mixture)."""
     if out_dir.exists():
         graveyard = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -905,7 +947,7 @@ def _publish(tmp: Path, out_dir: Path, stamp: str) -> None:
     try:
         os.rename(tmp, out_dir)
     except OSError:
-        if not _is_complete(out_dir, stamp):  # a concurrent run published the same generation first
+        if not _is_complete(out_dir, stamp, n_drives):  # a concurrent run published the same generation first
             raise
 
 
@@ -918,11 +960,15 @@ def generate_event_drive(
     focal_px: float | None = None,
     frame_spacing_m: float = 0.25,
     camera_height_m: float = 1.4,
-    drives: tuple[DriveSpec, DriveSpec] = (DRIVE1, DRIVE2),
+    drives: tuple[DriveSpec, ...] = (DRIVE1, DRIVE2),
 ) -> dict[str, tuple[Path, Path]]:
-    """Generate (or find) the two traversals in MVSEC layout; returns ``{"drive1": (data, gt), "drive2": ...}``.
+    """Generate (or find) the traversals in MVSEC layout; returns ``{"drive1": (data, gt), "drive2": ...}``.
 
-    Files: ``out_dir/drive{1,2}_data.hdf5`` and ``drive{1,2}_gt.hdf5`` plus ``event_drive.json``, a stamp of
+    ``drives``: drive1 and drive2, then optional extra training recordings (:func:`random_drive_spec`). Each
+    drive's path and sensor noise come from streams of its own index, so drive1 and drive2 are the same
+    whether or not extra drives are generated.
+
+    Files: ``out_dir/drive{1,2[,3]}_data.hdf5`` and ``…_gt.hdf5`` plus ``event_drive.json``, a stamp of
     every parameter. If ``out_dir`` already holds a complete generation with the same stamp, nothing is done.
     Otherwise everything is written into a temporary sibling directory and renamed into place, so an
     interrupted run never leaves a half-written set (and a stale one is replaced as a whole).
@@ -934,9 +980,10 @@ def generate_event_drive(
     params.validate()
     out_dir = Path(out_dir)
     stamp = params.to_json()
-    if _is_complete(out_dir, stamp):
+    n = len(params.drives)
+    if _is_complete(out_dir, stamp, n):
         log.info("event drive in %s is complete; reusing it", out_dir)
-        return _paths(out_dir)
+        return _paths(out_dir, n)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -945,10 +992,10 @@ def generate_event_drive(
         street = build_street(params.seed, params.route_length_m)
         log.info("built street (%.0f m) in %.1f s", params.route_length_m, time.perf_counter() - start)
         stats = {}
-        for index, name in enumerate(DRIVES):
+        for index, name in enumerate(map(drive_name, range(n))):
             t0 = time.perf_counter()
             events, pose_ts, poses = simulate_drive(street, params, index)
-            data_path, gt_path = _paths(tmp)[name]
+            data_path, gt_path = _paths(tmp, n)[name]
             write_mvsec_sequence(data_path, gt_path, events, pose_ts, poses)
             stats[name] = {"events": int(events.shape[0]), "duration_s": float(pose_ts[-1] - pose_ts[0]),
                            "route_m": float(params.route_length_m)}
@@ -957,8 +1004,8 @@ def generate_event_drive(
                      events.shape[0] / params.route_length_m, time.perf_counter() - t0)
             del events
         (tmp / STAMP_NAME).write_text(json.dumps({"params": json.loads(stamp), "stats": stats}, indent=1))
-        _publish(tmp, out_dir, stamp)
+        _publish(tmp, out_dir, stamp, n)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return _paths(out_dir)
+    return _paths(out_dir, n)

@@ -26,11 +26,13 @@ from torchrepro.core.registry import Recipe, register
 from torchrepro.core.task import TaskModule
 from torchrepro.nn.backbones import ARCHS
 from torchrepro.place_recognition.data import (
+    ConcatTraversal,
     EventTupleDataset,
     EventWindowDataset,
     InputSpec,
     MVSECTraversal,
     NpyTraversal,
+    StackedInputs,
     TupleDataset,
     WindowDataset,
     WindowSource,
@@ -56,6 +58,14 @@ class VPRData:
     ``*_data.hdf5``, ``*_poses`` = its ``*_gt.hdf5``) or ``npy`` (``*_events`` = a folder of ``<timestamp>.npy``
     windows, ``*_poses`` = a positions file of rows x, y, t).
 
+    ``train_protocol``: ``split`` (the seed's: the training traversal's windows shuffled into ``query_fraction``
+    anchors and the rest database, so an anchor's positives are its neighbours *in the same recording*) or
+    ``cross`` (NetVLAD's Time Machine supervision, Arandjelović et al. 2016 §4: every window of other
+    recordings of the route, ``train_query_events``/``train_query_poses`` (lists) or the simulated drive's
+    ``synthetic_train_drives`` extra drives under randomised conditions, is an anchor whose positives and
+    negatives are windows of the training traversal, so the loss rewards what survives a change of day,
+    lane, speed and sensor rather than what neighbouring windows of one recording share).
+
     ``eval_protocol``: ``split`` (the seed's: the test traversal's windows shuffled into ``query_fraction``
     queries and the rest database) or ``cross`` (every test-traversal window queries a database built from
     another traversal: ``database_*`` if given, else the training traversal, i.e. the map of an earlier drive).
@@ -64,8 +74,12 @@ class VPRData:
     source: Literal["synthetic", "mvsec", "npy"] = "synthetic"
     synthetic_dir: str = "data/synthetic/event_drive"
     synthetic_route_m: float = 600.0
+    synthetic_train_drives: int = 2  # extra training drives (randomised conditions) for train_protocol=cross
     train_events: str | None = None
     train_poses: str | None = None
+    train_protocol: Literal["split", "cross"] = "split"
+    train_query_events: list[str] | None = None
+    train_query_poses: list[str] | None = None
     test_events: str | None = None
     test_poses: str | None = None
     database_events: str | None = None
@@ -89,6 +103,7 @@ class VPRData:
     mining: Literal["random", "hard"] = "random"
     mining_candidates: int = 100
     mining_refresh_epochs: int = 1
+    anchors_per_epoch: int | None = None  # a fresh seeded subset of the anchors each epoch (None: all)
     augment_shift: float = 0.0  # training-only random translation, fraction of the input side
     augment_scale: float = 0.0  # training-only random zoom 1 ± scale
     batch_size: int = 4
@@ -104,6 +119,19 @@ class VPRData:
                     raise ConfigError(f"config key '{where}.{key}' is required for source '{self.source}'")
                 if not Path(value).exists():
                     raise ConfigError(f"'{value}' ({where}.{key}) does not exist: point it at the {self.source} data")
+            if self.train_protocol == "cross":
+                for key in ("train_query_events", "train_query_poses"):
+                    values = getattr(self, key)
+                    if not values:
+                        raise ConfigError(f"config key '{where}.{key}' is required with {where}.train_protocol=cross "
+                                          f"(a list: other recordings of the training route)")
+                    for value in values:
+                        if not Path(value).exists():
+                            raise ConfigError(f"'{value}' ({where}.{key}) does not exist: point it at the "
+                                              f"{self.source} data")
+                if len(self.train_query_events) != len(self.train_query_poses):
+                    raise ConfigError(f"{where}.train_query_events and {where}.train_query_poses must list as many "
+                                      f"files, got {len(self.train_query_events)} and {len(self.train_query_poses)}")
             if bool(self.database_events) != bool(self.database_poses):
                 raise ConfigError(f"set both {where}.database_events and {where}.database_poses, or neither")
         if self.representation == "est" and self.num_bins < 2:
@@ -113,6 +141,13 @@ class VPRData:
                               f"to 0 with {where}.representation=est")
         if not 0 < self.pos_m <= self.neg_m:
             raise ConfigError(f"need 0 < {where}.pos_m <= {where}.neg_m, got {self.pos_m} and {self.neg_m}")
+        if self.source == "synthetic" and self.train_protocol == "cross" and self.synthetic_train_drives < 1:
+            raise ConfigError(f"{where}.train_protocol=cross on the simulated drive needs "
+                              f"{where}.synthetic_train_drives >= 1, got {self.synthetic_train_drives}")
+        if self.anchors_per_epoch is not None and self.anchors_per_epoch < 1:
+            raise ConfigError(f"{where}.anchors_per_epoch must be >= 1 or null, got {self.anchors_per_epoch}")
+        if not 0 <= self.synthetic_train_drives <= 6:
+            raise ConfigError(f"{where}.synthetic_train_drives must be in [0, 6], got {self.synthetic_train_drives}")
         for key in ("events_per_window", "num_bins", "input_size", "n_negatives", "batch_size", "eval_batch_size",
                     "mining_candidates", "mining_refresh_epochs", "sensor_height", "sensor_width"):
             if getattr(self, key) < 1:
@@ -135,6 +170,7 @@ class VPRModel:
     num_clusters: int = 32
     pretrained: str | None = None
     zero_init_residual: bool = False
+    last_stride: Literal[1, 2] = 2
     netvlad_init_windows: int = 64
     pca_dim: int | None = None
     margin: float = 0.1
@@ -172,12 +208,14 @@ class VPRDataModule(pl.LightningDataModule):
 
     # -- sources
     def _synthetic_paths(self) -> dict[str, tuple[Path, Path]]:
-        from torchrepro.place_recognition.synthetic import generate_event_drive
+        from torchrepro.place_recognition.synthetic import DRIVE1, DRIVE2, generate_event_drive, random_drive_spec
 
         d = self.d
-        root = Path(d.synthetic_dir) / f"seed{self.cfg.seed}-route{d.synthetic_route_m:g}"
+        extra = d.synthetic_train_drives if d.train_protocol == "cross" else 0
+        drives = (DRIVE1, DRIVE2, *(random_drive_spec(self.cfg.seed, 2 + k) for k in range(extra)))
+        root = Path(d.synthetic_dir) / f"seed{self.cfg.seed}-route{d.synthetic_route_m:g}-drives{len(drives)}"
         return generate_event_drive(root, seed=self.cfg.seed, route_length_m=d.synthetic_route_m,
-                                    height=d.sensor_height, width=d.sensor_width)
+                                    height=d.sensor_height, width=d.sensor_width, drives=drives)
 
     def prepare_data(self) -> None:
         if self.d.source == "synthetic":
@@ -189,18 +227,24 @@ class VPRDataModule(pl.LightningDataModule):
             return NpyTraversal(Path(events), Path(poses), d.sensor_height, d.sensor_width, d.min_events)
         return MVSECTraversal(Path(events), Path(poses), d.window, d.events_per_window, d.window_s, d.min_events)
 
-    def _sources(self) -> tuple[WindowSource, WindowSource, WindowSource | None]:
+    def _sources(self) -> tuple[WindowSource, list[WindowSource], WindowSource, WindowSource | None]:
+        """(training traversal, the anchors' traversals (train_protocol=cross), test traversal, evaluation database
+        or None)."""
         d = self.d
+        cross_train = d.train_protocol == "cross"
         if d.source == "synthetic":
             paths = self._synthetic_paths()
             train = self._traversal(*paths["drive1"])
-            return train, self._traversal(*paths["drive2"]), train if d.eval_protocol == "cross" else None
+            train_queries = [self._traversal(*paths[name]) for name in list(paths)[2:]] if cross_train else []
+            return train, train_queries, self._traversal(*paths["drive2"]), train if d.eval_protocol == "cross" else None
         train = self._traversal(d.train_events, d.train_poses)
+        train_queries = ([self._traversal(e, p) for e, p in zip(d.train_query_events, d.train_query_poses)]
+                         if cross_train else [])
         test = self._traversal(d.test_events, d.test_poses)
         database = None
         if d.eval_protocol == "cross":
             database = self._traversal(d.database_events, d.database_poses) if d.database_events else train
-        return train, test, database
+        return train, train_queries, test, database
 
     def setup(self, stage: str | None = None) -> None:
         if self.eval_queries is not None:
@@ -212,18 +256,28 @@ class VPRDataModule(pl.LightningDataModule):
             return EventWindowDataset(source, idx) if est else WindowDataset(inputs, idx)
 
         with rank_zero_first():  # rank 0 writes the caches once; the others then read them
-            train, test, database = self._sources()
+            train, train_queries, test, database = self._sources()
             self.train_inputs = None if est else cached_inputs(train, spec, cache, "inputs")
+            if train_queries:  # one index space: the training traversal, then the anchors' recordings
+                n_db = len(train)
+                if not est:
+                    self.train_inputs = StackedInputs([self.train_inputs] + [
+                        cached_inputs(q, spec, cache, "inputs") for q in train_queries])
+                train = ConcatTraversal([train, *train_queries])
             test_inputs = None if est else cached_inputs(test, spec, cache, "inputs")
             db_inputs = None if est or database is None else cached_inputs(database, spec, cache, "inputs")
             test_counts = cached_inputs(test, spec, cache, "counts")
             db_counts = cached_inputs(database, spec, cache, "counts") if database is not None else None
-        q_idx, db_idx = split_query_database(len(train), d.query_fraction, self.cfg.seed)
+        if not train_queries:
+            q_idx, db_idx = split_query_database(len(train), d.query_fraction, self.cfg.seed)
+        else:
+            q_idx, db_idx = np.arange(n_db, len(train)), np.arange(n_db)
         self.train_windows = windows(train, self.train_inputs)
         args = (train.positions, q_idx, db_idx, d.pos_m, d.neg_m, d.n_negatives, self.cfg.seed, d.mining,
                 d.mining_candidates)
-        self.train_set = (EventTupleDataset(train, *args) if est else
-                          TupleDataset(self.train_inputs, *args, shift=d.augment_shift, scale=d.augment_scale))
+        self.train_set = (EventTupleDataset(train, *args, anchors_per_epoch=d.anchors_per_epoch) if est else
+                          TupleDataset(self.train_inputs, *args, shift=d.augment_shift, scale=d.augment_scale,
+                                       anchors_per_epoch=d.anchors_per_epoch))
         if database is None:  # seed protocol: split the test traversal itself
             tq, tdb = split_query_database(len(test), d.query_fraction, self.cfg.seed + 1)
             self.eval_queries, self.eval_database = windows(test, test_inputs, tq), windows(test, test_inputs, tdb)
@@ -288,7 +342,7 @@ class VPRTask(TaskModule):
         spec = d.input_spec()
         self.front = (EventFrontEnd(d.num_bins, d.sensor_height, d.sensor_width, d.input_size, seed=cfg.seed)
                       if d.representation == "est" else None)
-        self.net = PlaceNet(spec.channels, m.arch, m.num_clusters, m.pretrained, m.zero_init_residual)
+        self.net = PlaceNet(spec.channels, m.arch, m.num_clusters, m.pretrained, m.zero_init_residual, m.last_stride)
         self.pca = PCAWhitening(self.net.descriptor_dim, m.pca_dim) if m.pca_dim else None
         self._val_outputs: list[torch.Tensor] = []
         self.last_eval: dict | None = None
