@@ -117,8 +117,8 @@ def test_tuples_respect_radii_and_are_pure_functions_of_the_key():
 def test_hard_mining_picks_closest_descriptors():
     # candidates >= the whole negative pool: the negatives must be exactly the 3 closest of the pool
     ds, pos = _dataset(mining="hard", n_neg=3, candidates=1000)
-    desc = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
-    ds.descriptors = desc
+    desc = torch.randn(60, 8, generator=torch.Generator().manual_seed(0)).half().float()
+    ds.set_descriptors(desc)
     w = ds.choose(0, 4)
     anchor = w[0]
     positives = ds.db_idx[ds.positives[4]]
@@ -194,3 +194,17 @@ def test_anchors_per_epoch_draws_a_fresh_subset_each_epoch():
     e0, e1 = [[sub.anchor_of(e, i) for i in range(8)] for e in (0, 1)]
     assert len(set(e0)) == 8 and e0 != e1 and e0 == [sub.anchor_of(0, i) for i in range(8)]
     assert {int(sub.choose(1, i)[0]) for i in range(8)} == {int(q[j]) for j in e1}
+
+
+def test_mining_cache_covers_the_epoch_and_can_be_partial():
+    ds, pos = _dataset(mining="hard", n_neg=3, candidates=1000)
+    rows = ds.mining_windows(0)
+    assert set(ds.db_idx) <= set(rows) and set(ds.query_idx) <= set(rows)
+    desc = torch.randn(60, 8, generator=torch.Generator().manual_seed(1))
+    ds.set_descriptors(desc)
+    full = ds.choose(0, 4)
+    ds.set_descriptors(desc[rows[::-1].copy()], rows[::-1].copy())  # only the epoch's windows, any row order
+    np.testing.assert_array_equal(ds.choose(0, 4), full)
+    ds.set_descriptors(desc[:10], np.arange(10))  # a cache missing windows the epoch needs
+    with pytest.raises(RuntimeError, match="not refreshed"):
+        ds.choose(0, 4)

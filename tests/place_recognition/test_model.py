@@ -15,6 +15,20 @@ def test_seed_shapes_and_unit_norm():
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
 
 
+def test_layer3_trunk_and_last_stride_shapes():
+    """The CPU configs' options: NetVLAD over layer3 (256-d features at S/16) or layer4 at stride 16."""
+    x = torch.randn(2, 5, 64, 64)
+    net3 = PlaceNet(in_channels=5, arch="resnet18", num_clusters=32, trunk_layers=3).eval()
+    assert net3.local_features(x).shape == (2, 256, 4, 4) and net3.descriptor_dim == 32 * 256
+    assert net3(x).shape == (2, 8192)
+    full = sum(p.numel() for p in PlaceNet(5, "resnet18", 32).trunk.parameters())
+    layer4 = sum(p.numel() for p in PlaceNet(5, "resnet18", 32).trunk[-1].parameters())
+    assert sum(p.numel() for p in net3.trunk.parameters()) == full - layer4
+    net1 = PlaceNet(in_channels=5, arch="resnet18", num_clusters=32, last_stride=1).eval()
+    assert net1.local_features(x).shape == (2, 512, 4, 4) and net1(x).shape == (2, 16384)
+    assert PlaceNet(5, "resnet50", 4, trunk_layers=3).netvlad.dim == 1024
+
+
 def test_centre_crop_resize_takes_the_middle_square():
     grid = torch.zeros(5, 260, 346)
     left = (346 - 260) // 2

@@ -21,7 +21,7 @@ TINY = [
     "data.synthetic_route_m=60", "data.sensor_height=48", "data.sensor_width=64",
     "data.events_per_window=400", "data.min_events=400", "data.input_size=32", "data.n_negatives=2",
     "data.batch_size=2", "data.eval_batch_size=16", "data.mining_candidates=8",
-    "model.arch=resnet18", "model.num_clusters=4", "model.netvlad_init_windows=8",
+    "model.arch=resnet18", "model.num_clusters=4", "model.netvlad_init_windows=8", "data.synthetic_train_drives=2",
 ]
 
 
@@ -40,7 +40,7 @@ def _train(workdir: Path, name: str, *extra: str, config: str = "vpr_event_sim.y
     # + PCA-whitening at evaluation, anchors from drives 3-4 (train_protocol=cross), NetVLAD over layer4 at stride 16
     ("voxel", ["data.mining=hard", "model.pca_dim=8", "data.train_protocol=cross", "model.last_stride=1"],
      "vpr_event_sim.yaml"),
-    ("est", ["data.mining=random"], "vpr_event_sim_est.yaml"),
+    ("est", ["data.mining=random", "data.train_protocol=split"], "vpr_event_sim_est.yaml"),  # the seed's protocol
 ])
 def test_recipe_runs_end_to_end(workdir, representation, extra, config):
     res = _train(workdir, f"run_{representation}", *extra, config=config)

@@ -71,7 +71,7 @@ def test_traversals_differ(small):
 
 def test_deterministic_per_seed(small):
     root, _, data = small
-    again = _read(generate_event_drive(root / "b", seed=0, **SMALL))
+    again = _read(generate_event_drive(root / "b", seed=0, max_workers=2, **SMALL))  # parallel == serial
     other = _read(generate_event_drive(root / "c", seed=1, **SMALL))
     for name in ("drive1", "drive2"):
         for a, b in zip(data[name], again[name]):
@@ -94,7 +94,7 @@ def test_second_call_is_a_no_op_and_params_are_stamped(small, monkeypatch):
     assert stamp["params"]["seed"] == 0 and stamp["params"]["route_length_m"] == 40.0
     assert stamp["stats"]["drive1"]["events"] > 0
     with pytest.raises(AssertionError, match="must not rebuild"):  # other parameters: regenerate
-        generate_event_drive(root / "a", seed=0, route_length_m=41.0, height=H, width=W)
+        generate_event_drive(root / "a", seed=0, route_length_m=41.0, height=H, width=W, max_workers=1)
 
 
 def test_bad_parameters_raise_config_error(tmp_path):

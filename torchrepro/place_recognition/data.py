@@ -309,10 +309,11 @@ class TupleDataset(Dataset):
 
     Mining:
     * ``random`` (seed): a uniformly random positive within ``pos_m`` and random negatives beyond ``neg_m``.
-    * ``hard`` (NetVLAD §4 / pytorch-NetVlad): with :attr:`descriptors` set (a ``[n_windows, D]`` cache the
-      task refreshes periodically), the positive is the one closest in descriptor space (the best-matching
-      view of the place, NetVLAD's weak-supervision rule) and the negatives are the ``n`` closest among
-      ``mining_candidates`` random windows beyond ``neg_m``. Before the first refresh it samples randomly.
+    * ``hard`` (NetVLAD §4 / pytorch-NetVlad): with a descriptor cache set (:meth:`set_descriptors`, refreshed
+      by the task for the windows of :meth:`mining_windows`), the positive is the one closest in descriptor
+      space (the best-matching view of the place, NetVLAD's weak-supervision rule) and the negatives are the
+      ``n`` closest among ``mining_candidates`` random windows beyond ``neg_m``. Before the first refresh it
+      samples randomly.
     """
 
     def __init__(self, inputs: np.ndarray, positions: np.ndarray, query_idx: np.ndarray, db_idx: np.ndarray,
@@ -341,13 +342,39 @@ class TupleDataset(Dataset):
         self.query_idx = np.asarray(query_idx)[keep]
         self.positives = [positives[k] for k in keep]  # positions within db_idx
         self.near = [near[k] for k in keep]
-        self.descriptors: torch.Tensor | None = None  # [n_windows, D], set by the task for hard mining
+        self.descriptors: torch.Tensor | None = None  # [n_rows, D] float16, see set_descriptors
+        self.descriptor_rows: np.ndarray | None = None  # window index of each row
+        self._row_of: np.ndarray | None = None
         self.anchors_per_epoch = anchors_per_epoch
 
     def __len__(self) -> int:
         if self.anchors_per_epoch is None:
             return len(self.query_idx)
         return min(int(self.anchors_per_epoch), len(self.query_idx))
+
+    def mining_windows(self, epoch: int) -> np.ndarray:
+        """Sorted windows whose descriptors the tuples of ``epoch`` can consult: its anchors and the database."""
+        anchors = self.query_idx[[self.anchor_of(epoch, i) for i in range(len(self))]]
+        return np.union1d(anchors, self.db_idx)
+
+    def set_descriptors(self, descriptors: torch.Tensor, rows: np.ndarray | None = None) -> None:
+        """Hard-mining cache: ``descriptors[k]`` belongs to window ``rows[k]`` (default: every window in order).
+
+        Kept in float16, the form checkpoints store, so a resumed run mines from exactly the same values.
+        """
+        rows = np.arange(len(descriptors)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if len(rows) != len(descriptors):
+            raise ValueError(f"{len(descriptors)} descriptors for {len(rows)} windows")
+        self.descriptors, self.descriptor_rows = descriptors.detach().cpu().half(), rows
+        self._row_of = np.full(int(rows.max(initial=-1)) + 1, -1, dtype=np.int64)
+        self._row_of[rows] = np.arange(len(rows))
+
+    def _desc(self, windows: np.ndarray | int) -> torch.Tensor:
+        windows = np.atleast_1d(windows)
+        rows = self._row_of[np.minimum(windows, len(self._row_of) - 1)]
+        if (rows < 0).any() or (windows >= len(self._row_of)).any():
+            raise RuntimeError("hard mining consulted a window whose descriptor was not refreshed")
+        return self.descriptors[torch.from_numpy(rows)].float()
 
     def anchor_of(self, epoch: int, i: int) -> int:
         """Which usable query item ``i`` of ``epoch`` trains on: all of them each epoch, or, with
@@ -371,12 +398,11 @@ class TupleDataset(Dataset):
         negative_pool[self.near[i]] = False
         pool = np.flatnonzero(negative_pool)
         if self.mining == "hard" and self.descriptors is not None:
-            desc = self.descriptors
             cand = pool[rng.choice(len(pool), size=min(self.mining_candidates, len(pool)), replace=False)]
             pos_windows = self.db_idx[self.positives[i]]
-            d_pos = torch.cdist(desc[anchor][None], desc[pos_windows])[0]
+            d_pos = torch.cdist(self._desc(anchor), self._desc(pos_windows))[0]
             positive = int(pos_windows[int(d_pos.argmin())])
-            d_neg = torch.cdist(desc[anchor][None], desc[self.db_idx[cand]])[0]
+            d_neg = torch.cdist(self._desc(anchor), self._desc(self.db_idx[cand]))[0]
             order = torch.argsort(d_neg, stable=True)[: self.n_negatives].numpy()
             negatives = self.db_idx[cand[order]]
         else:

@@ -65,14 +65,21 @@ class PlaceNet(nn.Module):
             channels (see :mod:`torchrepro.nn.backbones`).
         last_stride: 1 keeps ``layer4`` at ``layer3``'s resolution (``S/16``): at small inputs (64 px on a CPU)
             NetVLAD then pools 4×4 local features instead of 2×2.
+        trunk_layers: 3 cuts the ResNet after ``layer3`` (256 channels for resnet18/34, 1024 for resnet50),
+            as recent VPR models do (CosPlace, MixVPR): a map at ``S/16`` for a quarter less computation.
     """
 
     def __init__(self, in_channels: int = 5, arch: str = "resnet34", num_clusters: int = 32,
-                 pretrained: str | None = None, zero_init_residual: bool = False, last_stride: int = 2) -> None:
+                 pretrained: str | None = None, zero_init_residual: bool = False, last_stride: int = 2,
+                 trunk_layers: int = 4) -> None:
         super().__init__()
-        self.trunk = resnet_trunk(arch, in_channels=in_channels, last_stride=last_stride, pretrained=pretrained,
-                                  zero_init_residual=zero_init_residual)
-        self.netvlad = NetVLAD(num_clusters=num_clusters, dim=trunk_channels(arch))
+        if trunk_layers not in (3, 4):
+            raise ValueError(f"trunk_layers must be 3 or 4, got {trunk_layers}")
+        trunk = resnet_trunk(arch, in_channels=in_channels, last_stride=last_stride, pretrained=pretrained,
+                             zero_init_residual=zero_init_residual)
+        self.trunk = trunk if trunk_layers == 4 else trunk[:-1]
+        dim = trunk_channels(arch) if trunk_layers == 4 else trunk_channels(arch) // 2
+        self.netvlad = NetVLAD(num_clusters=num_clusters, dim=dim)
         # Set once NetVLAD's centroids come from k-means; saved in checkpoints so a resumed run skips it.
         self.register_buffer("netvlad_initialised", torch.tensor(False))
 

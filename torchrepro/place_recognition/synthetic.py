@@ -1,4 +1,4 @@
-"""A deterministic simulated "event drive": two traversals of one procedurally built street, in MVSEC layout.
+"""A deterministic simulated "event drive": traversals of one procedurally built street, in MVSEC layout.
 
 Stand-in for MVSEC ``outdoor_day2`` (train, ``drive1``) and ``outdoor_day1`` (test, ``drive2``) as used by
 event-based place recognition (Kong et al., "Event-VPR: End-to-End Weakly Supervised Deep Network Architecture
@@ -42,6 +42,11 @@ speed profile (8 vs. 11 m/s, +-20-25 % smooth variation), yaw/pitch jitter and c
 re-mounted 1.5 deg to the right and 2 deg down), parked cars, contrast thresholds (0.45 vs 0.4), threshold
 mismatch (sigma 0.03 vs 0.06) and background noise (0.05 vs 0.2 Hz per pixel).
 
+Extra *training* traversals (drive3, drive4, …; :func:`random_drive_spec`) draw every one of these factors at
+random from broad ranges fixed a priori; ``data.train_protocol: cross`` uses their windows as anchors against
+drive1 (domain randomisation + NetVLAD's Time Machine supervision). drive2 stays the held-out traversal.
+Drives are simulated in parallel processes; each one's randomness comes from streams of its own index.
+
 Measured at the defaults (seed 0, 600 m, one core): street 1.3 s, drive1 12.9 s, drive2 13.7 s, 28 s in all;
 drive1 7.56 M events (12.6 k/m, 75 s simulated), drive2 6.41 M events (10.7 k/m, 55 s simulated), i.e. one
 15,000-event window per 1.2-1.4 m. Every ~25 m of street differs at a coarse scale (building widths, heights,
@@ -55,10 +60,12 @@ import dataclasses
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -436,7 +443,7 @@ class Objects:
 
     Geometry in the ground plane: centre ``(s, y)``; cylinders/canopies have radius ``rx``; boxes half sizes
     ``rx`` (along s) and ``ry`` (across). Vertical extent ``[z0, z1]``. ``band`` is a darker horizontal band
-    (car windows) ``[b0, b1]``. ``present[:, d]``: whether the object exists during drive ``d``.
+    (car windows) ``[b0, b1]``. ``present[:, v]``: whether the object exists in parking variant ``v`` (a drive's ``parked_variant``).
     """
 
     kind: np.ndarray
@@ -951,6 +958,26 @@ def _publish(tmp: Path, out_dir: Path, stamp: str, n_drives: int) -> None:
             raise
 
 
+_STREETS: dict[tuple[int, float], Street] = {}
+PARALLEL_MIN_WORK = 2e7  # rendered pixels per drive (frames x height x width) above which drives run in parallel
+
+
+def _generate_one(params: EventDriveParams, index: int, folder: Path) -> tuple[str, dict, float]:
+    """Simulate drive ``index`` and write its MVSEC files into ``folder``; returns (name, stats, seconds)."""
+    t0 = time.perf_counter()
+    key = (params.seed, params.route_length_m)
+    if key not in _STREETS:  # one street per process (deterministic, so every process builds the same one)
+        _STREETS.clear()
+        _STREETS[key] = build_street(params.seed, params.route_length_m)
+    events, pose_ts, poses = simulate_drive(_STREETS[key], params, index)
+    name = drive_name(index)
+    data_path, gt_path = _paths(folder, len(params.drives))[name]
+    write_mvsec_sequence(data_path, gt_path, events, pose_ts, poses)
+    stats = {"events": int(events.shape[0]), "duration_s": float(pose_ts[-1] - pose_ts[0]),
+             "route_m": float(params.route_length_m)}
+    return name, stats, time.perf_counter() - t0
+
+
 def generate_event_drive(
     out_dir: Path,
     seed: int = 0,
@@ -961,12 +988,15 @@ def generate_event_drive(
     frame_spacing_m: float = 0.25,
     camera_height_m: float = 1.4,
     drives: tuple[DriveSpec, ...] = (DRIVE1, DRIVE2),
+    max_workers: int | None = None,
 ) -> dict[str, tuple[Path, Path]]:
     """Generate (or find) the traversals in MVSEC layout; returns ``{"drive1": (data, gt), "drive2": ...}``.
 
     ``drives``: drive1 and drive2, then optional extra training recordings (:func:`random_drive_spec`). Each
     drive's path and sensor noise come from streams of its own index, so drive1 and drive2 are the same
-    whether or not extra drives are generated.
+    whether or not extra drives are generated. Drives are simulated in up to ``max_workers`` processes (default:
+    one per CPU core for drives of more than :data:`PARALLEL_MIN_WORK` rendered pixels, else one); the files do
+    not depend on it.
 
     Files: ``out_dir/drive{1,2[,3]}_data.hdf5`` and ``…_gt.hdf5`` plus ``event_drive.json``, a stamp of
     every parameter. If ``out_dir`` already holds a complete generation with the same stamp, nothing is done.
@@ -988,21 +1018,23 @@ def generate_event_drive(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         os.chmod(tmp, 0o755)
-        start = time.perf_counter()
-        street = build_street(params.seed, params.route_length_m)
-        log.info("built street (%.0f m) in %.1f s", params.route_length_m, time.perf_counter() - start)
+        if max_workers is None:  # a worker process costs seconds to start (imports): only for real-size drives
+            frames = params.route_length_m / params.frame_spacing_m
+            max_workers = (os.cpu_count() or 1) if frames * params.height * params.width > PARALLEL_MIN_WORK else 1
+        workers = max(1, min(n, max_workers))
+        jobs = [(params, index, tmp) for index in range(n)]
+        if workers == 1:
+            results = [_generate_one(*job) for job in jobs]
+            _STREETS.clear()  # the street's atlases are large; training does not need them
+        else:  # drives are independent (own seeds): one process each, same files as a serial run
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                results = list(pool.map(_generate_one, *zip(*jobs)))
         stats = {}
-        for index, name in enumerate(map(drive_name, range(n))):
-            t0 = time.perf_counter()
-            events, pose_ts, poses = simulate_drive(street, params, index)
-            data_path, gt_path = _paths(tmp, n)[name]
-            write_mvsec_sequence(data_path, gt_path, events, pose_ts, poses)
-            stats[name] = {"events": int(events.shape[0]), "duration_s": float(pose_ts[-1] - pose_ts[0]),
-                           "route_m": float(params.route_length_m)}
+        for name, stat, seconds in results:
+            stats[name] = stat
             log.info("%s: %d events over %.0f m / %.1f s simulated (%.0f events/m), generated in %.1f s", name,
-                     events.shape[0], params.route_length_m, pose_ts[-1] - pose_ts[0],
-                     events.shape[0] / params.route_length_m, time.perf_counter() - t0)
-            del events
+                     stat["events"], stat["route_m"], stat["duration_s"], stat["events"] / stat["route_m"], seconds)
         (tmp / STAMP_NAME).write_text(json.dumps({"params": json.loads(stamp), "stats": stats}, indent=1))
         _publish(tmp, out_dir, stamp, n)
     finally:

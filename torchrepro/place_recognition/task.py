@@ -171,6 +171,7 @@ class VPRModel:
     pretrained: str | None = None
     zero_init_residual: bool = False
     last_stride: Literal[1, 2] = 2
+    trunk_layers: Literal[3, 4] = 4  # 3: NetVLAD on layer3 (see PlaceNet)
     netvlad_init_windows: int = 64
     pca_dim: int | None = None
     margin: float = 0.1
@@ -342,7 +343,8 @@ class VPRTask(TaskModule):
         spec = d.input_spec()
         self.front = (EventFrontEnd(d.num_bins, d.sensor_height, d.sensor_width, d.input_size, seed=cfg.seed)
                       if d.representation == "est" else None)
-        self.net = PlaceNet(spec.channels, m.arch, m.num_clusters, m.pretrained, m.zero_init_residual, m.last_stride)
+        self.net = PlaceNet(spec.channels, m.arch, m.num_clusters, m.pretrained, m.zero_init_residual, m.last_stride,
+                            m.trunk_layers)
         self.pca = PCAWhitening(self.net.descriptor_dim, m.pca_dim) if m.pca_dim else None
         self._val_outputs: list[torch.Tensor] = []
         self.last_eval: dict | None = None
@@ -398,25 +400,30 @@ class VPRTask(TaskModule):
         epoch = self.current_epoch
         if d.mining != "hard" or self.mining_epoch == epoch or epoch % d.mining_refresh_epochs:
             return
-        # NetVLAD §4: hard negatives come from a periodically refreshed cache of descriptors
-        self.dm.train_set.descriptors = self._descriptors(self.dm.train_windows).cpu()
+        # NetVLAD §4: hard negatives come from a periodically refreshed cache of descriptors, computed only for
+        # the windows this epoch's tuples can use (its anchors and the database)
+        train_set = self.dm.train_set
+        rows = train_set.mining_windows(epoch)
+        train_set.set_descriptors(self._descriptors(Subset(self.dm.train_windows, rows.tolist())), rows)
         self.mining_epoch = epoch
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the mining cache decides the remaining tuples of the epoch: exact resume needs it
-        desc = self.dm.train_set.descriptors if self.trainer.datamodule else None
-        checkpoint["vpr_mining"] = {"epoch": self.mining_epoch, "descriptors": desc}
+        train_set = self.dm.train_set if self.trainer.datamodule else None
+        desc = train_set.descriptors if train_set is not None else None
+        rows = torch.from_numpy(train_set.descriptor_rows) if desc is not None else None
+        checkpoint["vpr_mining"] = {"epoch": self.mining_epoch, "descriptors": desc, "rows": rows}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("vpr_mining")
         if state is not None:
             self.mining_epoch = int(state["epoch"])
-            self._restored_descriptors = state["descriptors"]
+            self._restored_descriptors = (state["descriptors"], state.get("rows"))
 
     def on_fit_start(self) -> None:
-        restored = getattr(self, "_restored_descriptors", None)
-        if restored is not None:
-            self.dm.train_set.descriptors = restored
+        desc, rows = getattr(self, "_restored_descriptors", None) or (None, None)
+        if desc is not None:
+            self.dm.train_set.set_descriptors(desc, None if rows is None else rows.numpy())
 
     # -- steps
     def training_step(self, batch: torch.Tensor | tuple, batch_idx: int) -> torch.Tensor:

@@ -1,0 +1,89 @@
+"""What makes the simulated held-out drive hard: one nuisance factor at a time, scored by a non-learned descriptor.
+
+drive2 differs from drive1 in many ways at once (lane, camera mounting, light, sun shadows, sensor, speed,
+parked cars). This study renders drive2's *path* (its random streams: wander, jitter, sensor noise) under
+drive1's conditions, then switches one group of drive2's parameters on at a time, and scores each variant
+against drive1 with the same non-learned descriptor: the window's 5-bin voxel grid (the recipe's cached
+input, normalised, centre-cropped, 64×64) summed over time bins and compared by cosine, recall@1 at 25 m.
+The baseline measured in the same run is the "none" row (drive1's conditions on drive2's path); each row's
+ratio to it says how much that factor alone costs. "all" is drive2 itself.
+
+    .venv/bin/python benchmarks/vpr_sim_factors.py [--route 600] [--groups lane,mount]
+
+About 30-40 s per row on one core at 600 m (one simulated drive each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from torchrepro.events.mvsec import drop_sparse_windows, fixed_count_windows, interpolate_positions
+from torchrepro.place_recognition.data import InputSpec, window_input
+from torchrepro.place_recognition.synthetic import (
+    DRIVE1,
+    DRIVE2,
+    DriveSpec,
+    EventDriveParams,
+    build_street,
+    simulate_drive,
+)
+from torchrepro.retrieval.recall import recall_at_n
+
+GROUPS: dict[str, list[str]] = {
+    "none": [],
+    "lane": ["lane_y_m", "wander_m"],
+    "mount": ["yaw_offset_deg", "pitch_offset_deg", "yaw_jitter_deg", "pitch_jitter_deg"],
+    "light": ["gain", "gamma", "sky", "shade_left", "shade_right"],
+    "shadows": ["sun_shadow", "shadow_reach"],
+    "sensor": ["contrast_threshold", "threshold_sigma", "noise_rate_hz"],
+    "speed": ["speed_mps", "speed_variation"],
+    "parked": ["parked_variant"],
+    "all": [f.name for f in dataclasses.fields(DriveSpec) if f.name != "name"],
+}
+EVENTS_PER_WINDOW = 15_000
+SPEC = InputSpec("voxel", 5, 260, 346, 64, True)
+
+
+def windows_of(street, params: EventDriveParams, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate drive ``index`` of ``params``; return (time-summed inputs [n, 64·64], positions [n, 2])."""
+    events, pose_ts, poses = simulate_drive(street, params, index)
+    windows, _ = drop_sparse_windows(fixed_count_windows(len(events), EVENTS_PER_WINDOW), EVENTS_PER_WINDOW)
+    stamps = np.array([events[stop - 1, 0] for _, stop in windows])
+    positions = interpolate_positions(pose_ts, poses[:, 0:2, 3], stamps)
+    inputs = np.stack([window_input(events[a:b], SPEC, "window").sum(0).numpy().ravel() for a, b in windows])
+    return inputs / np.maximum(np.linalg.norm(inputs, axis=1, keepdims=True), 1e-12), positions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--route", type=float, default=600.0, help="route length in metres (default 600)")
+    parser.add_argument("--groups", default=",".join(GROUPS), help="comma-separated subset of " + ",".join(GROUPS))
+    args = parser.parse_args()
+    groups = args.groups.split(",")
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown group(s) {sorted(unknown)}")
+    street = build_street(0, args.route)
+    database, db_pos = windows_of(street, EventDriveParams(route_length_m=args.route), 0)
+    print(f"drive1: {len(database)} windows of {EVENTS_PER_WINDOW} events ({args.route:g} m)")
+    print(f"{'factor switched to drive2':<26} {'windows':>7} {'recall@1':>9} {'ratio':>6}  seconds")
+    reference = None
+    for group in groups:
+        start = time.perf_counter()
+        variant = dataclasses.replace(DRIVE1, **{f: getattr(DRIVE2, f) for f in GROUPS[group]})
+        params = EventDriveParams(route_length_m=args.route, drives=(DRIVE1, variant))
+        queries, q_pos = windows_of(street, params, 1)  # index 1: drive2's random streams
+        metrics, _ = recall_at_n(queries.astype(np.float32), database.astype(np.float32), q_pos, db_pos, (1,), 25.0)
+        r1 = metrics["recall@1"]
+        reference = r1 if group == "none" else reference
+        ratio = f"{r1 / reference:6.2f}" if reference else "     -"
+        print(f"{group:<26} {len(queries):>7} {r1:>9.3f} {ratio}  {time.perf_counter() - start:5.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
