@@ -15,6 +15,10 @@ from torchrepro.place_recognition.data import (
     TupleDataset,
     cached_inputs,
     normalise_nonzero,
+    random_affine,
+    random_cell_drop,
+    random_erasing,
+    random_side_zoom,
     split_query_database,
     window_input,
     within_radius,
@@ -208,3 +212,75 @@ def test_mining_cache_covers_the_epoch_and_can_be_partial():
     ds.set_descriptors(desc[:10], np.arange(10))  # a cache missing windows the epoch needs
     with pytest.raises(RuntimeError, match="not refreshed"):
         ds.choose(0, 4)
+
+
+# ----------------------------------------------------------------------------------- training augmentation
+def _grids(n: int = 64, c: int = 5, s: int = 32) -> torch.Tensor:
+    return torch.randn(n, c, s, s) + 3.0  # no zero cells: erased / dropped cells are exactly the zero ones
+
+
+def test_random_affine_without_shift_or_zoom_is_the_identity():
+    x = _grids(4)
+    np.testing.assert_allclose(random_affine(x, 0.0, 0.0, torch.Generator().manual_seed(0)), x, atol=1e-5)
+
+
+def test_random_side_zoom_stretches_each_half_horizontally_about_the_centre():
+    w = 65  # odd: column 32 is the centre, normalised x = (col - 32) / 32
+    x = torch.zeros(200, 1, 9, w)
+    x[:, :, :, 32 + 16] = 1.0  # a vertical line at x = +0.5 (right half)
+    x[:, :, :, 32 - 16] = 1.0  # and one at x = -0.5 (left half)
+    assert torch.equal(random_side_zoom(x, 0.0, torch.Generator().manual_seed(0)), x)
+    out = random_side_zoom(x, 0.3, torch.Generator().manual_seed(0))
+    cols = torch.arange(w, dtype=torch.float32)
+    right = (out[:, 0, :, 33:] * cols[33:]).sum(-1) / out[:, 0, :, 33:].sum(-1)  # centroid of the right line
+    left = (out[:, 0, :, :32] * cols[:32]).sum(-1) / out[:, 0, :, :32].sum(-1)
+    f_right, f_left = (right - 32) / 16, (32 - left) / 16  # the zoom factor each half received
+    assert torch.allclose(f_right, f_right[:, :1]) and torch.allclose(f_left, f_left[:, :1])  # same for every row
+    for f in (f_right, f_left):
+        assert float(f.min()) > 0.68 and float(f.max()) < 1.32 and float(f.max() - f.min()) > 0.4
+    assert float((f_right[:, 0] - f_left[:, 0]).abs().mean()) > 0.1  # the halves are zoomed independently
+    torch.testing.assert_close(out[:, :, :, 32], x[:, :, :, 32])  # the centre column stays
+
+
+def test_random_erasing_blanks_one_rectangle_of_bounded_area():
+    x = _grids()
+    assert torch.equal(random_erasing(x, 0.0, torch.Generator().manual_seed(0)), x)
+    before = x.clone()
+    out = random_erasing(x, 1.0, torch.Generator().manual_seed(0), area=(0.05, 0.2))
+    assert torch.equal(x, before)  # the input is not modified in place
+    for k in range(len(x)):
+        zero = (out[k] == 0).all(dim=0)
+        assert torch.equal((out[k] == 0).any(dim=0), zero)  # all time bins of a pixel together
+        rows, cols = torch.nonzero(zero, as_tuple=True)
+        assert len(rows) > 0
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert int(box) == len(rows)  # one filled rectangle
+        assert 0.05 * 32 * 32 * 0.7 <= len(rows) <= 0.2 * 32 * 32 * 1.3  # area up to rounding of the sides
+        torch.testing.assert_close(out[k][:, ~zero], x[k][:, ~zero])
+    half = random_erasing(x, 0.5, torch.Generator().manual_seed(1))
+    erased = sum(bool((half[k] == 0).any()) for k in range(len(x)))
+    assert 16 <= erased <= 48  # Binomial(64, 0.5)
+
+
+def test_random_cell_drop_removes_whole_pixels_up_to_the_fraction():
+    x = _grids(200)
+    out = random_cell_drop(x, 0.4, torch.Generator().manual_seed(0))
+    zero = (out == 0).all(dim=1)
+    assert torch.equal((out == 0).any(dim=1), zero)
+    dropped = zero.float().mean(dim=(1, 2))
+    assert float(dropped.max()) < 0.45 and float(dropped.min()) < 0.05
+    assert 0.15 < float(dropped.mean()) < 0.25  # E[U(0, 0.4)] = 0.2
+    torch.testing.assert_close(out[~(out == 0)], x[~(out == 0)])
+
+
+def test_augmented_tuples_are_pure_functions_of_the_key():
+    src = FakeTraversal(60)
+    inputs = (np.random.default_rng(0).normal(size=(60, 2, 16, 16)) + 3).astype(np.float32)
+    q = np.arange(0, 60, 3)
+    db = np.setdiff1d(np.arange(60), q)
+    plain = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0)
+    aug = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0, erase=1.0, drop=0.3)
+    assert torch.equal(aug[(1, 4)], aug[(1, 4)])
+    assert not torch.equal(aug[(1, 4)], aug[(2, 4)])
+    item, raw = aug[(1, 4)], plain[(1, 4)]  # same windows; augmented ones only lose cells
+    assert (item == 0).any() and torch.equal(item[item != 0], raw[item != 0])

@@ -47,3 +47,22 @@ def test_netvlad_init_sets_flag_and_keeps_running_stats():
     assert used == 6 * 2 * 2 and bool(net.netvlad_initialised)
     torch.testing.assert_close(net.trunk[1].running_mean, before)
     assert "netvlad_initialised" in net.state_dict()
+
+
+def test_channels_last_and_bf16_autocast_keep_the_descriptor():
+    """NHWC weights give the same function; under bf16 autocast the trunk runs in bfloat16 but NetVLAD in float32
+    (unit-norm float32 output, close to the float32 descriptor)."""
+    torch.manual_seed(0)
+    ref = PlaceNet(5, "resnet18", 8).eval()
+    nhwc = PlaceNet(5, "resnet18", 8, channels_last=True).eval()
+    nhwc.load_state_dict(ref.state_dict())
+    assert nhwc.trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(3, 5, 64, 64)
+    with torch.no_grad():
+        expected = ref(x)
+        torch.testing.assert_close(nhwc(x), expected, atol=1e-5, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = nhwc(x)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed.norm(dim=1), torch.ones(3))
+    assert float((mixed * expected).sum(dim=1).min()) > 0.99  # cosine to the float32 descriptor

@@ -37,8 +37,10 @@ def _train(workdir: Path, name: str, *extra: str, config: str = "vpr_event_sim.y
 
 
 @pytest.mark.parametrize("representation,extra,config", [
-    # + PCA-whitening at evaluation, anchors from drives 3-4 (train_protocol=cross), NetVLAD over layer4 at stride 16
-    ("voxel", ["data.mining=hard", "model.pca_dim=8", "data.train_protocol=cross", "model.last_stride=1"],
+    # + PCA-whitening at evaluation, anchors from drives 3-4 (train_protocol=cross), NetVLAD over layer4 at stride 16,
+    # denoised inputs and every training augmentation
+    ("voxel", ["data.mining=hard", "model.pca_dim=8", "data.train_protocol=cross", "model.last_stride=1",
+               "data.denoise_s=0.01", "data.augment_erase=0.5", "data.augment_drop=0.2", "data.augment_lateral=0.2"],
      "vpr_event_sim.yaml"),
     ("est", ["data.mining=random", "data.train_protocol=split"], "vpr_event_sim_est.yaml"),  # the seed's protocol
 ])
@@ -116,6 +118,13 @@ def test_est_with_cached_input_augmentation_is_refused(workdir):
     res = _train(workdir, "est_aug", "data.augment_shift=0.1", config="vpr_event_sim_est.yaml")
     assert res.returncode == 2 and "augment_shift" in res.stderr
     assert not (workdir / "est_aug").exists()
+
+
+@pytest.mark.parametrize("key,value", [("augment_lateral", "1.5"), ("augment_drop", "1.0"), ("denoise_s", "-0.01")])
+def test_bad_augmentation_and_denoise_values_are_named(workdir, key, value):
+    res = _train(workdir, "bad_aug", f"data.{key}={value}")
+    assert res.returncode == 2 and f"data.{key}" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (workdir / "bad_aug").exists()
 
 
 def test_cross_training_needs_a_second_recording(workdir):

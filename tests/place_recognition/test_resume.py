@@ -28,7 +28,8 @@ def setup(tmp_path_factory):
         f"data: {{synthetic_dir: {tmp / 'drive'}, cache_dir: {tmp / 'cache'}, synthetic_route_m: 60,"
         " sensor_height: 48, sensor_width: 64, events_per_window: 400, min_events: 400, input_size: 32,"
         " n_negatives: 2, batch_size: 2, eval_batch_size: 16, mining: hard, mining_candidates: 8,"
-        " train_protocol: cross, synthetic_train_drives: 1, anchors_per_epoch: 8}",  # a fresh anchor subset per epoch
+        " train_protocol: cross, synthetic_train_drives: 1, anchors_per_epoch: 8,"  # a fresh anchor subset per epoch
+        " augment_lateral: 0.2, augment_erase: 0.5, augment_drop: 0.2}",  # every augmentation draw keyed by item
         "model: {arch: resnet18, num_clusters: 4, netvlad_init_windows: 8}",
     ]
     config = tmp / "tiny_vpr.yaml"

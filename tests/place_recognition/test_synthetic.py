@@ -150,7 +150,7 @@ def test_extra_training_drives_leave_the_first_two_unchanged(small, tmp_path):
             np.testing.assert_array_equal(a, b)
     ev3, ts3, xy3 = three["drive3"]
     assert len(ev3) > 1000 and np.all(np.diff(ev3[:, 0]) >= 0)
-    assert abs(xy3[:, 1].mean() - extra.lane_y_m) < extra.wander_m + 0.05  # its own lane
+    assert abs(xy3[:, 1].mean() - extra.lane_y_m) < extra.wander_m + extra.lane_drift_m + 0.05  # its own lane
 
 
 def test_random_drive_specs_are_seeded_varied_and_valid():
@@ -162,6 +162,28 @@ def test_random_drive_specs_are_seeded_varied_and_valid():
     synthetic.EventDriveParams(drives=(DRIVE1, DRIVE2, *specs)).validate()
     with pytest.raises(ValueError, match="fixed"):
         random_drive_spec(0, 1)
+
+
+def test_random_drives_change_lane_and_light_along_the_route():
+    """Extra drives sweep most of the lane range and drift in light; drive1/drive2 keep constant conditions."""
+    params = synthetic.EventDriveParams(drives=(DRIVE1, DRIVE2, *(random_drive_spec(0, i) for i in (2, 3))))
+    for index in (2, 3):
+        spec = params.drives[index]
+        assert 0.6 <= spec.lane_drift_m <= 1.3 and 0.5 <= spec.light_drift <= 1.0
+        s, _, y, yaw, _ = synthetic.drive_trajectory(spec, params, index)
+        assert y.max() - y.min() > 1.5 * spec.lane_drift_m  # the peak-normalised drift sweeps the lanes
+        assert y.min() > -3.4 - spec.wander_m and y.max() < -0.8 + spec.wander_m  # same a-priori range
+        assert np.rad2deg(np.abs(yaw - np.deg2rad(spec.yaw_offset_deg))).max() < 6.0  # gentle lane changes
+        lights = synthetic.lighting_along(spec, params, index, s)
+        for name, (lo, hi) in synthetic.RANDOM_LIGHT.items():
+            values = np.array([getattr(light, name) for light in lights])
+            assert lo - 1e-9 <= values.min() and values.max() <= hi + 1e-9  # inside the a-priori range
+            assert np.ptp(values) > 0.5 * spec.light_drift * (hi - lo)  # and wandering over much of it
+    s, *_ = synthetic.drive_trajectory(DRIVE2, params, 1)
+    assert set(synthetic.lighting_along(DRIVE2, params, 1, s)) == {Lighting.of(DRIVE2)}
+    bad = synthetic.dataclasses.replace(DRIVE1, lane_drift_m=5.0)
+    with pytest.raises(ConfigError, match="stay on the road"):
+        synthetic.EventDriveParams(drives=(DRIVE1, bad)).validate()
 
 
 def test_third_parking_variant_keeps_regular_cars_and_varies_the_others():

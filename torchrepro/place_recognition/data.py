@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from torchrepro.events.mvsec import (
     interpolate_positions,
     read_mvsec_poses,
 )
+from torchrepro.events.denoise import background_activity_filter
 from torchrepro.events.representations import event_histogram, voxel_grid
 from torchrepro.place_recognition.model import centre_crop_resize
 
@@ -199,6 +201,7 @@ class InputSpec:
     width: int = 346
     size: int = 224
     normalize: bool = True
+    denoise_s: float = 0.0  # background-activity filter support (s); 0: off
 
     @property
     def channels(self) -> int:
@@ -221,7 +224,10 @@ def normalise_nonzero(grid: torch.Tensor) -> torch.Tensor:
 
 
 def window_input(events: np.ndarray, spec: InputSpec, source: str) -> torch.Tensor:
-    """One window → ``[C, size, size]`` float32 network input (voxel grid or 2-channel histogram)."""
+    """One window → ``[C, size, size]`` float32 network input (voxel grid or 2-channel histogram), after the
+    background-activity filter when ``spec.denoise_s`` > 0."""
+    if spec.denoise_s > 0:
+        events = events[background_activity_filter(events, spec.height, spec.width, spec.denoise_s)]
     if spec.representation == "voxel":
         grid = voxel_grid(events, spec.num_bins, spec.height, spec.width, source=source)
     elif spec.representation == "histogram":
@@ -319,9 +325,11 @@ class TupleDataset(Dataset):
     def __init__(self, inputs: np.ndarray, positions: np.ndarray, query_idx: np.ndarray, db_idx: np.ndarray,
                  pos_m: float, neg_m: float, n_negatives: int, seed: int,
                  mining: Literal["random", "hard"] = "random", mining_candidates: int = 100,
-                 shift: float = 0.0, scale: float = 0.0, anchors_per_epoch: int | None = None) -> None:
+                 shift: float = 0.0, scale: float = 0.0, anchors_per_epoch: int | None = None,
+                 erase: float = 0.0, drop: float = 0.0, lateral: float = 0.0) -> None:
         self.inputs = inputs
-        self.shift, self.scale = float(shift), float(scale)
+        self.shift, self.scale, self.erase, self.drop = float(shift), float(scale), float(erase), float(drop)
+        self.lateral = float(lateral)
         self.seed, self.n_negatives, self.mining = seed, int(n_negatives), mining
         self.mining_candidates = int(mining_candidates)
         self.db_idx = np.asarray(db_idx)
@@ -413,9 +421,16 @@ class TupleDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
         epoch, i = key
         item = self._load(self.choose(epoch, i))
-        if self.shift > 0 or self.scale > 0:
+        if self.shift > 0 or self.scale > 0 or self.erase > 0 or self.drop > 0 or self.lateral > 0:
             gen = torch.Generator().manual_seed(derive_seed(self.seed, "vpr-augment", epoch, i))
-            item = random_affine(item, self.shift, self.scale, gen)
+            if self.shift > 0 or self.scale > 0:
+                item = random_affine(item, self.shift, self.scale, gen)
+            if self.lateral > 0:
+                item = random_side_zoom(item, self.lateral, gen)
+            if self.erase > 0:
+                item = random_erasing(item, self.erase, gen)
+            if self.drop > 0:
+                item = random_cell_drop(item, self.drop, gen)
         return item
 
 
@@ -435,6 +450,57 @@ def random_affine(grids: torch.Tensor, shift: float, scale: float, gen: torch.Ge
     theta[:, :, 2] = offset
     grid = torch.nn.functional.affine_grid(theta, list(grids.shape), align_corners=False)
     return torch.nn.functional.grid_sample(grids, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_side_zoom(grids: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    """Zoom the left and right halves of each ``[C, S, S]`` grid horizontally by independent factors in
+    ``1 ± amount``, about the centre column (near a forward camera's vanishing point).
+
+    Why: moving the camera sideways by Δ in a street of façades at lateral distances d_L and d_R maps a façade
+    point at image column x (measured from the vanishing point) to x·(d ± Δ)/d, the same for all its rows: one
+    side of the image stretches while the other shrinks (Δ = 1.3 m, d = 5-12 m gives factors of 0.85-1.3).
+    A shift or isotropic zoom cannot produce that; a change of lane does. Bilinear, zero padding (no events).
+    """
+    n, _, h, w = grids.shape
+    factors = 1.0 + (torch.rand(n, 2, generator=gen) * 2 - 1) * amount  # [left, right]
+    xs = torch.linspace(-1.0, 1.0, w).expand(n, w)
+    side = (xs >= 0).long()  # 0: left half, 1: right half
+    source_x = xs / factors.gather(1, side)  # output column x shows the input at x / factor
+    ys = torch.linspace(-1.0, 1.0, h)
+    grid = torch.stack([source_x[:, None, :].expand(n, h, w), ys[None, :, None].expand(n, h, w)], dim=-1)
+    return torch.nn.functional.grid_sample(grids, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def random_erasing(grids: torch.Tensor, probability: float, gen: torch.Generator,
+                   area: tuple[float, float] = (0.02, 0.25), aspect: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+    """Random Erasing (Zhong et al., AAAI 2020) of each ``[C, S, S]`` grid with ``probability``: one rectangle of
+    ``area`` (fraction of the grid) and ``aspect`` (height/width, log-uniform) is set to zero, i.e. no events.
+
+    Two drives past one place rarely see the same occluders (parked cars, vans, pedestrians); erasing teaches the
+    descriptor not to rest on any one region of the window.
+    """
+    n, _, h, w = grids.shape
+    out = grids.clone()
+    draws = torch.rand(n, 5, generator=gen)  # apply?, area, log-aspect, top, left: fixed count per grid
+    for k in range(n):
+        if draws[k, 0] >= probability:
+            continue
+        a = (area[0] + (area[1] - area[0]) * draws[k, 1]) * h * w
+        ratio = math.exp(math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * float(draws[k, 2]))
+        eh, ew = min(h, max(1, round(math.sqrt(a * ratio)))), min(w, max(1, round(math.sqrt(a / ratio))))
+        top, left = int(draws[k, 3] * (h - eh + 1)), int(draws[k, 4] * (w - ew + 1))
+        out[k, :, top : top + eh, left : left + ew] = 0
+    return out
+
+
+def random_cell_drop(grids: torch.Tensor, max_fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """EventDrop-style random drop (Gu et al., IJCAI 2021) on cached grids: each ``[C, S, S]`` grid loses a random
+    fraction ``U(0, max_fraction)`` of its pixels (all time bins of a pixel together, as if its events were not
+    fired), mimicking a sparser sensor (higher contrast threshold, lower contrast light) in another recording."""
+    n, _, h, w = grids.shape
+    fraction = torch.rand(n, 1, 1, 1, generator=gen) * max_fraction
+    keep = torch.rand(n, 1, h, w, generator=gen) >= fraction
+    return grids * keep
 
 
 class WindowDataset(Dataset):

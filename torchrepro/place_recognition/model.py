@@ -67,11 +67,13 @@ class PlaceNet(nn.Module):
             NetVLAD then pools 4×4 local features instead of 2×2.
         trunk_layers: 3 cuts the ResNet after ``layer3`` (256 channels for resnet18/34, 1024 for resnet50),
             as recent VPR models do (CosPlace, MixVPR): a map at ``S/16`` for a quarter less computation.
+        channels_last: store the trunk's weights and activations NHWC, the layout oneDNN's fast CPU convolutions
+            (and bf16 autocast on CPUs with AMX) want; the numbers are the same up to float rounding.
     """
 
     def __init__(self, in_channels: int = 5, arch: str = "resnet34", num_clusters: int = 32,
                  pretrained: str | None = None, zero_init_residual: bool = False, last_stride: int = 2,
-                 trunk_layers: int = 4) -> None:
+                 trunk_layers: int = 4, channels_last: bool = False) -> None:
         super().__init__()
         if trunk_layers not in (3, 4):
             raise ValueError(f"trunk_layers must be 3 or 4, got {trunk_layers}")
@@ -82,17 +84,26 @@ class PlaceNet(nn.Module):
         self.netvlad = NetVLAD(num_clusters=num_clusters, dim=dim)
         # Set once NetVLAD's centroids come from k-means; saved in checkpoints so a resumed run skips it.
         self.register_buffer("netvlad_initialised", torch.tensor(False))
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.trunk.to(memory_format=torch.channels_last)
 
     @property
     def descriptor_dim(self) -> int:
         return self.netvlad.num_clusters * self.netvlad.dim
 
     def local_features(self, x: Tensor) -> Tensor:
-        """``[N, D, h, w]`` trunk features (NetVLAD's local descriptors)."""
+        """``[N, D, h, w]`` trunk features (NetVLAD's local descriptors), contiguous NCHW."""
+        if self.channels_last:
+            return self.trunk(x.contiguous(memory_format=torch.channels_last)).contiguous()
         return self.trunk(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.netvlad(self.trunk(x))
+        feats = self.local_features(x)
+        # NetVLAD stays float32 under mixed precision: its soft-assignment logits are scaled by a large alpha
+        # (see NetVLAD.init_from_features), which bfloat16's 8-bit mantissa would round into wrong assignments.
+        with torch.autocast(feats.device.type, enabled=False):
+            return self.netvlad(feats.float())
 
     @torch.no_grad()
     def init_netvlad(self, inputs: Tensor, seed: int = 0, max_features: int = 50_000, batch_size: int = 32) -> int:

@@ -129,6 +129,9 @@ class DriveSpec:
     parked_variant: int = 0  # which subset of the optional parked cars is present
     yaw_offset_deg: float = 0.0  # camera mounting (re-mounted between recordings)
     pitch_offset_deg: float = 0.0
+    # -- conditions that change *along* a recording (0: constant, as in drive1 and drive2)
+    lane_drift_m: float = 0.0  # peak amplitude of slow lane changes (wavelengths 150-400 m) around lane_y_m
+    light_drift: float = 0.0  # 0-1: how far gamma, sky and shading wander over their RANDOM_LIGHT ranges (clouds)
 
 
 #: drive1 ~ MVSEC outdoor_day2 (train): overcast, slower, inner lane.
@@ -146,6 +149,11 @@ DRIVE2 = DriveSpec(
 )
 
 
+#: A-priori ranges of the photometric factors of extra drives (and of their drifts along a drive).
+RANDOM_LIGHT: dict[str, tuple[float, float]] = {
+    "gamma": (0.75, 1.2), "sky": (0.75, 1.0), "shade_left": (0.45, 1.0), "shade_right": (0.45, 1.0)}
+
+
 def random_drive_spec(seed: int, index: int) -> DriveSpec:
     """Extra *training* recording ``drive{index+1}`` (index >= 2) under randomly drawn conditions.
 
@@ -155,20 +163,30 @@ def random_drive_spec(seed: int, index: int) -> DriveSpec:
     sensor thresholds 0.35-0.55 with 0.02-0.07 mismatch and 0.02-0.3 Hz noise, 7-12 m/s. Anchors from these
     drives against drive1's windows (``data.train_protocol: cross``) teach the network what survives such
     changes. Deterministic from ``(seed, index)``; drive2 (the held-out traversal) is never among them.
+
+    The conditions also change *along* each extra drive: the car changes lanes slowly (peaks of ±0.6-1.3 m
+    around its lane, the whole path staying in the same range) and clouds drift over the sun (gamma, sky and
+    façade shading wander over 50-100 % of their ranges, see :func:`lighting_along`). Each place is then seen
+    under a different combination of factors in every extra drive, so a few drives cover many combinations.
     """
     if index < 2:
         raise ValueError("drive1 and drive2 are fixed; random drives start at index 2")
     rng = np.random.default_rng(_seed(seed, 30, index))
     u = rng.uniform
     sunny = u() < 0.6
-    return DriveSpec(
+    spec = DriveSpec(
         name=drive_name(index), speed_mps=u(7.0, 12.0), speed_variation=u(0.1, 0.3), lane_y_m=u(-3.4, -0.8),
         wander_m=u(0.2, 0.7), yaw_jitter_deg=u(0.5, 1.3), pitch_jitter_deg=u(0.3, 0.8), gain=u(0.6, 1.6),
-        gamma=u(0.75, 1.2), sky=u(0.75, 1.0), shade_left=u(0.45, 1.0), shade_right=u(0.45, 1.0),
+        gamma=u(*RANDOM_LIGHT["gamma"]), sky=u(*RANDOM_LIGHT["sky"]), shade_left=u(*RANDOM_LIGHT["shade_left"]),
+        shade_right=u(*RANDOM_LIGHT["shade_right"]),
         sun_shadow=u(0.2, 0.5) if sunny else 0.0, shadow_reach=u(0.2, 0.5) if sunny else 0.0,
         contrast_threshold=u(0.35, 0.55), threshold_sigma=u(0.02, 0.07), noise_rate_hz=u(0.02, 0.3),
         parked_variant=2, yaw_offset_deg=u(-2.5, 2.5), pitch_offset_deg=u(-2.5, 2.5),
     )
+    # drawn last, so the factors above keep the values they had before drifts existed
+    lane_drift = u(0.6, 1.3)
+    lane = float(np.clip(spec.lane_y_m, -3.4 + lane_drift, -0.8 - lane_drift))
+    return dataclasses.replace(spec, lane_y_m=lane, lane_drift_m=lane_drift, light_drift=u(0.5, 1.0))
 
 
 @dataclass(frozen=True)
@@ -208,8 +226,11 @@ class EventDriveParams:
                 raise ConfigError(f"{d.name}: parked_variant must be 0, 1 or 2, got {d.parked_variant!r}")
             if not (d.speed_mps > 0 and 0 <= d.speed_variation < 0.8):
                 raise ConfigError(f"{d.name}: speed_mps must be > 0 and speed_variation in [0, 0.8)")
-            if not abs(d.lane_y_m) + d.wander_m < ROAD_HALF_M - 1.0:
-                raise ConfigError(f"{d.name}: lane_y_m +- wander_m must stay on the road (|y| < {ROAD_HALF_M - 1} m)")
+            if not (d.lane_drift_m >= 0 and 0 <= d.light_drift <= 1):
+                raise ConfigError(f"{d.name}: lane_drift_m must be >= 0 and light_drift in [0, 1]")
+            if not abs(d.lane_y_m) + d.wander_m + d.lane_drift_m < ROAD_HALF_M - 1.0:
+                raise ConfigError(f"{d.name}: lane_y_m +- (wander_m + lane_drift_m) must stay on the road "
+                                  f"(|y| < {ROAD_HALF_M - 1} m)")
             if not (d.gain > 0 and d.gamma > 0):
                 raise ConfigError(f"{d.name}: gain and gamma must be positive")
 
@@ -888,11 +909,37 @@ def drive_trajectory(spec: DriveSpec, params: EventDriveParams, index: int) -> t
     dt = np.diff(s) * 0.5 * (1.0 / v[1:] + 1.0 / v[:-1])
     t = np.concatenate([[0.0], np.cumsum(dt)])
     y = spec.lane_y_m + spec.wander_m * _smooth_signal(rng, s, (40.0, 150.0))
+    if spec.lane_drift_m > 0:  # own stream: drives without drift keep their paths
+        drift = np.random.default_rng(_seed(params.seed, 40, index))
+        y = y + spec.lane_drift_m * _peak_normalised(_smooth_signal(drift, s, (150.0, 400.0)))
     yaw = np.arctan(np.gradient(y, s)) + np.deg2rad(spec.yaw_offset_deg)
     yaw += np.deg2rad(spec.yaw_jitter_deg) * _smooth_signal(rng, s, (8.0, 30.0))
     pitch = np.deg2rad(spec.pitch_offset_deg)
     pitch += np.deg2rad(spec.pitch_jitter_deg) * _smooth_signal(rng, s, (3.0, 12.0))
     return s, t, y, yaw, pitch
+
+
+def _peak_normalised(signal: np.ndarray) -> np.ndarray:
+    """Scale a signal to peak magnitude 1 over the route, so a drift's amplitude is the range it really spans."""
+    peak = float(np.abs(signal).max()) if signal.size else 0.0
+    return signal / peak if peak > 0 else signal
+
+
+def lighting_along(spec: DriveSpec, params: EventDriveParams, index: int, s: np.ndarray) -> list[Lighting]:
+    """Lighting of every frame: the drive's constant :class:`Lighting`, or, with ``spec.light_drift = w > 0``,
+    gamma, sky brightness and the shading of each façade side drifting slowly and independently (wavelengths
+    80-300 m, i.e. clouds over several seconds): ``value(s) = (1 − w)·constant + w·sweep(s)``, where ``sweep``
+    travels the factor's whole :data:`RANDOM_LIGHT` range. Values stay inside those a-priori ranges."""
+    base = Lighting.of(spec)
+    if spec.light_drift <= 0:
+        return [base] * s.size
+    rng = np.random.default_rng(_seed(params.seed, 50, index))
+    w = spec.light_drift
+    values = {}
+    for name, (lo, hi) in RANDOM_LIGHT.items():
+        sweep = lo + (hi - lo) * 0.5 * (1.0 + _peak_normalised(_smooth_signal(rng, s, (80.0, 300.0))))
+        values[name] = (1.0 - w) * getattr(base, name) + w * sweep
+    return [dataclasses.replace(base, **{name: float(v[k]) for name, v in values.items()}) for k in range(s.size)]
 
 
 def _poses(s: np.ndarray, y: np.ndarray, z: float, yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
@@ -914,13 +961,13 @@ def simulate_drive(street: Street, params: EventDriveParams, index: int) -> tupl
     spec = params.drives[index]
     s, t, y, yaw, pitch = drive_trajectory(spec, params, index)
     renderer = Renderer(street, params.height, params.width, params.focal)
-    light = Lighting.of(spec)
+    lights = lighting_along(spec, params, index, s)
     sim_seed = int(_seed(params.seed, 20, index).generate_state(1)[0])
     sim = EventSimulator(params.height, params.width, spec.contrast_threshold, spec.threshold_sigma,
                          spec.refractory_s, spec.noise_rate_hz, seed=sim_seed)
 
     def frame(k: int) -> np.ndarray:
-        return renderer.render(CameraPose(s[k], y[k], params.camera_height_m, yaw[k], pitch[k]), light)
+        return renderer.render(CameraPose(s[k], y[k], params.camera_height_m, yaw[k], pitch[k]), lights[k])
 
     sim.reset(frame(0), t[0])
     chunks = [sim.step(frame(k), t[k]) for k in range(1, s.size)]

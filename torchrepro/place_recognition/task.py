@@ -106,6 +106,10 @@ class VPRData:
     anchors_per_epoch: int | None = None  # a fresh seeded subset of the anchors each epoch (None: all)
     augment_shift: float = 0.0  # training-only random translation, fraction of the input side
     augment_scale: float = 0.0  # training-only random zoom 1 ± scale
+    denoise_s: float = 0.0  # background-activity filter of cached inputs: keep events with a neighbour within ±s
+    augment_lateral: float = 0.0  # left/right image halves zoomed horizontally by independent 1 ± lateral (lane)
+    augment_erase: float = 0.0  # probability of erasing a random rectangle of a training window (occluders)
+    augment_drop: float = 0.0  # training windows lose a random fraction U(0, drop) of their event cells
     batch_size: int = 4
     eval_batch_size: int = 32
     num_workers: int = 0
@@ -136,9 +140,18 @@ class VPRData:
                 raise ConfigError(f"set both {where}.database_events and {where}.database_poses, or neither")
         if self.representation == "est" and self.num_bins < 2:
             raise ConfigError(f"{where}.num_bins must be >= 2 for the EST representation, got {self.num_bins}")
-        if self.representation == "est" and (self.augment_shift > 0 or self.augment_scale > 0):
-            raise ConfigError(f"{where}.augment_shift/augment_scale apply to cached voxel/histogram inputs; set them "
-                              f"to 0 with {where}.representation=est")
+        if self.denoise_s < 0 or (self.denoise_s > 0 and self.representation == "est"):
+            raise ConfigError(f"{where}.denoise_s must be >= 0 and applies to cached voxel/histogram inputs (0 with "
+                              f"{where}.representation=est), got {self.denoise_s}")
+        augments = (self.augment_shift, self.augment_scale, self.augment_erase, self.augment_drop, self.augment_lateral)
+        if self.representation == "est" and any(a > 0 for a in augments):
+            raise ConfigError(f"{where}.augment_shift/scale/lateral/erase/drop apply to cached voxel/histogram inputs; "
+                              f"set them to 0 with {where}.representation=est")
+        if not 0 <= self.augment_lateral < 1:
+            raise ConfigError(f"{where}.augment_lateral must be in [0, 1), got {self.augment_lateral}")
+        if not (0 <= self.augment_erase <= 1 and 0 <= self.augment_drop < 1):
+            raise ConfigError(f"{where}.augment_erase must be in [0, 1] and {where}.augment_drop in [0, 1), got "
+                              f"{self.augment_erase} and {self.augment_drop}")
         if not 0 < self.pos_m <= self.neg_m:
             raise ConfigError(f"need 0 < {where}.pos_m <= {where}.neg_m, got {self.pos_m} and {self.neg_m}")
         if self.source == "synthetic" and self.train_protocol == "cross" and self.synthetic_train_drives < 1:
@@ -158,7 +171,7 @@ class VPRData:
 
     def input_spec(self) -> InputSpec:
         return InputSpec(self.representation, self.num_bins, self.sensor_height, self.sensor_width,
-                         self.input_size, self.normalize)
+                         self.input_size, self.normalize, self.denoise_s)
 
 
 @dataclass
@@ -172,6 +185,7 @@ class VPRModel:
     zero_init_residual: bool = False
     last_stride: Literal[1, 2] = 2
     trunk_layers: Literal[3, 4] = 4  # 3: NetVLAD on layer3 (see PlaceNet)
+    channels_last: bool = False  # NHWC trunk: faster CPU convolutions, above all with trainer.precision=bf16-mixed
     netvlad_init_windows: int = 64
     pca_dim: int | None = None
     margin: float = 0.1
@@ -278,6 +292,7 @@ class VPRDataModule(pl.LightningDataModule):
                 d.mining_candidates)
         self.train_set = (EventTupleDataset(train, *args, anchors_per_epoch=d.anchors_per_epoch) if est else
                           TupleDataset(self.train_inputs, *args, shift=d.augment_shift, scale=d.augment_scale,
+                                       erase=d.augment_erase, drop=d.augment_drop, lateral=d.augment_lateral,
                                        anchors_per_epoch=d.anchors_per_epoch))
         if database is None:  # seed protocol: split the test traversal itself
             tq, tdb = split_query_database(len(test), d.query_fraction, self.cfg.seed + 1)
@@ -344,7 +359,7 @@ class VPRTask(TaskModule):
         self.front = (EventFrontEnd(d.num_bins, d.sensor_height, d.sensor_width, d.input_size, seed=cfg.seed)
                       if d.representation == "est" else None)
         self.net = PlaceNet(spec.channels, m.arch, m.num_clusters, m.pretrained, m.zero_init_residual, m.last_stride,
-                            m.trunk_layers)
+                            m.trunk_layers, m.channels_last)
         self.pca = PCAWhitening(self.net.descriptor_dim, m.pca_dim) if m.pca_dim else None
         self._val_outputs: list[torch.Tensor] = []
         self.last_eval: dict | None = None
