@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m torchrepro.cli train configs/driving_synthetic.yaml
 
+# Tests run in TEST_WORKERS processes (pytest-xdist), one BLAS thread each: most tests are small and
+# single-threaded, so two workers use both cores where one process with two threads used about one.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
