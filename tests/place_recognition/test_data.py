@@ -13,6 +13,7 @@ from torchrepro.place_recognition.data import (
     InputSpec,
     StackedInputs,
     TupleDataset,
+    WindowAugment,
     cached_inputs,
     normalise_nonzero,
     random_affine,
@@ -279,7 +280,7 @@ def test_augmented_tuples_are_pure_functions_of_the_key():
     q = np.arange(0, 60, 3)
     db = np.setdiff1d(np.arange(60), q)
     plain = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0)
-    aug = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0, erase=1.0, drop=0.3)
+    aug = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0, augment=WindowAugment(erase=1.0, drop=0.3))
     assert torch.equal(aug[(1, 4)], aug[(1, 4)])
     assert not torch.equal(aug[(1, 4)], aug[(2, 4)])
     item, raw = aug[(1, 4)], plain[(1, 4)]  # same windows; augmented ones only lose cells

@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import REPO, cli
 from torchrepro.core.errors import ConfigError
 from torchrepro.events.mvsec import write_mvsec_sequence
-from torchrepro.place_recognition.task import VPRData
+from torchrepro.place_recognition.task import VPRData, VPRModel
 
 TINY = [
     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.progress_bar=false",
@@ -41,9 +41,12 @@ def _train(workdir: Path, name: str, *extra: str, config: str = "vpr_event_sim.y
 @pytest.mark.parametrize("representation,extra,config", [
     # + PCA-whitening at evaluation, anchors from drives 3-4 (train_protocol=cross), NetVLAD over layer4 at stride 16,
     # denoised inputs and every training augmentation
-    ("voxel", ["data.mining=hard", "model.pca_dim=8", "data.train_protocol=cross", "model.last_stride=1",
-               "data.denoise_s=0.01", "data.augment_erase=0.5", "data.augment_drop=0.2", "data.augment_lateral=0.2"],
+    ("voxel", ["data.batching=tuples", "data.mining=hard", "model.pca_dim=8", "data.train_protocol=cross",
+               "model.last_stride=1", "data.denoise_s=0.01", "data.augment_erase=0.5", "data.augment_drop=0.2",
+               "data.augment_lateral=0.2"],
      "vpr_event_sim.yaml"),
+    # the shipped config (place batches, Multi-Similarity loss) on the 2-channel histogram
+    ("histogram", ["data.representation=histogram"], "vpr_event_sim.yaml"),
     ("est", ["data.mining=random", "data.train_protocol=split"], "vpr_event_sim_est.yaml"),  # the seed's protocol
 ])
 def test_recipe_runs_end_to_end(workdir, representation, extra, config):
@@ -59,7 +62,7 @@ def test_recipe_runs_end_to_end(workdir, representation, extra, config):
         assert (run / png).stat().st_size > 1000, png
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert f"representation: {representation}" in (run / "config.yaml").read_text()
-    if "data.train_protocol=cross" in extra:
+    if config == "vpr_event_sim.yaml":
         assert "drive1_data.hdf5+drive3_data.hdf5+drive4_data.hdf5" in res.stderr + res.stdout  # anchors: extra drives
 
 
@@ -127,6 +130,20 @@ def test_bad_augmentation_and_denoise_values_are_named(key, value):
     """Checked in-process (the CLI path of the same checks is covered above): one message naming the key."""
     with pytest.raises(ConfigError, match=f"data.{key}"):
         VPRData(**{key: value}).check("data")
+
+
+@pytest.mark.parametrize("fields", [{"batching": "places", "train_protocol": "split"},
+                                    {"batching": "places", "train_protocol": "cross", "representation": "est"},
+                                    {"batching": "places", "train_protocol": "cross", "places_per_epoch": 0}])
+def test_place_batches_need_cross_training_on_cached_inputs(fields):
+    with pytest.raises(ConfigError, match="data.batching=places|data.places_per_epoch"):
+        VPRData(**fields).check("data")
+
+
+@pytest.mark.parametrize("key,value", [("ms_beta", 0.0), ("ms_epsilon", -0.1)])
+def test_bad_multi_similarity_values_are_named(key, value):
+    with pytest.raises(ConfigError, match=f"model.{key}"):
+        VPRModel(**{key: value}).check("model")
 
 
 def test_cross_training_needs_a_second_recording(workdir):

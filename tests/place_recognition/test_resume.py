@@ -1,5 +1,5 @@
-"""Exact resume of the VPR recipe with hard-negative mining and augmentation: the mining cache decides the rest
-of the epoch's tuples, so it travels in the checkpoint; a run killed mid-epoch and resumed must end bit-identical
+"""Exact resume of the VPR recipe with hard-negative mining and augmentation, for NetVLAD tuples and for place
+batches: the mining cache decides the rest of the epoch's items, so it travels in the checkpoint; a run killed mid-epoch and resumed must end bit-identical
 to an uninterrupted one."""
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ STEPS_PER_EPOCH = 4
 TOTAL_STEPS = 2 * STEPS_PER_EPOCH
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("vpr_resume")
+@pytest.fixture(scope="module", params=["places", "tuples"])
+def setup(request, tmp_path_factory):
+    """An uninterrupted reference run of each batching mode (the shipped config uses place batches)."""
+    tmp = tmp_path_factory.mktemp(f"vpr_resume_{request.param}")
     lines = [
         f"base: {REPO / 'configs' / 'vpr_event_sim.yaml'}",
         "trainer: {max_epochs: 2, limit_train_batches: 4, progress_bar: false, log_every_n_steps: 1,"
@@ -28,7 +29,8 @@ def setup(tmp_path_factory):
         f"data: {{synthetic_dir: {tmp / 'drive'}, cache_dir: {tmp / 'cache'}, synthetic_route_m: 60,"
         " sensor_height: 48, sensor_width: 64, events_per_window: 400, min_events: 400, input_size: 32,"
         " n_negatives: 2, batch_size: 2, eval_batch_size: 16, mining: hard, mining_candidates: 8,"
-        " train_protocol: cross, synthetic_train_drives: 1, anchors_per_epoch: 8,"  # a fresh anchor subset per epoch
+        f" train_protocol: cross, synthetic_train_drives: 1, batching: {request.param},"
+        " anchors_per_epoch: 8, places_per_epoch: 8,"  # a fresh subset of anchors / places per epoch
         " augment_lateral: 0.2, augment_erase: 0.5, augment_drop: 0.2}",  # every augmentation draw keyed by item
         "model: {arch: resnet18, num_clusters: 4, netvlad_init_windows: 8}",
     ]

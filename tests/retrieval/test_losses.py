@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchrepro.retrieval.losses import TripletLoss, batch_hard_triplet_loss
+from torchrepro.retrieval.losses import (
+    TripletLoss,
+    batch_hard_triplet_loss,
+    masked_batch_hard_triplet_loss,
+    multi_similarity_loss,
+)
 
 
 def brute_force(x, y, margin, metric):
@@ -164,3 +169,121 @@ def test_tuple_triplet_loss_gradients_reach_all_branches():
     tuple_triplet_loss(a, p, n, margin=2.0).backward()  # large margin: every triplet active
     for t in (a, p, n):
         assert t.grad is not None and t.grad.abs().sum() > 0
+
+
+def masked_brute_force(x, pos, neg, margin):
+    """Per anchor, the worst (positive, negative) triplet over the explicit relations; mean over anchors."""
+    per_anchor = []
+    for a in range(len(x)):
+        worst = None
+        for p in range(len(x)):
+            for q in range(len(x)):
+                if pos[a, p] and neg[a, q]:
+                    v = max((x[a] - x[p]).norm().item() - (x[a] - x[q]).norm().item() + margin, 0.0)
+                    worst = v if worst is None else max(worst, v)
+        if worst is not None:
+            per_anchor.append(worst)
+    return sum(per_anchor) / len(per_anchor) if per_anchor else 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_masked_batch_hard_matches_brute_force_with_ignored_pairs(seed):
+    """Place recognition: points on a line, positives < 2 m, negatives > 5 m, pairs in between ignored."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(12, 4, generator=g, dtype=torch.float64)
+    metres = torch.rand(12, generator=g, dtype=torch.float64) * 20
+    gap = (metres[:, None] - metres[None, :]).abs()
+    pos = (gap < 2) & ~torch.eye(12, dtype=torch.bool)
+    neg = gap > 5
+    got = masked_batch_hard_triplet_loss(x, pos, neg, margin=0.5, metric="euclidean")
+    assert got.item() == pytest.approx(masked_brute_force(x, pos, neg, 0.5), rel=1e-9, abs=1e-12)
+
+
+def test_masked_batch_hard_ignores_the_band_between_radii_by_hand():
+    # 1-D features. Item 2 sits at 0.1, closest to anchor 0, but is neither its positive nor its negative.
+    # Anchor 0: positive 1 (d 1), negative 3 (d 3) → relu(1 − 3 + m); anchor 1: positive 0 (d 1), negative 3
+    # (d 2) → relu(1 − 2 + m). Items 2 and 3 have no positive. m = 0.5: 0 and 0; m = 2.5: 0.5 and 1.5, mean 1.0.
+    x = torch.tensor([[0.0], [1.0], [0.1], [3.0]])
+    pos = torch.zeros(4, 4, dtype=torch.bool)
+    pos[0, 1] = pos[1, 0] = True
+    neg = torch.zeros(4, 4, dtype=torch.bool)
+    neg[0, 3] = neg[1, 3] = True
+    assert masked_batch_hard_triplet_loss(x, pos, neg, 0.5).item() == pytest.approx(0.0)
+    assert masked_batch_hard_triplet_loss(x, pos, neg, 2.5).item() == pytest.approx(1.0)
+
+
+def test_masked_batch_hard_equals_label_form():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(10, 5, generator=g)
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3, 3])
+    same = y[:, None] == y[None, :]
+    eye = torch.eye(10, dtype=torch.bool)
+    for metric in ("euclidean", "cosine"):
+        torch.testing.assert_close(masked_batch_hard_triplet_loss(x, same & ~eye, ~same, 0.3, metric),
+                                   batch_hard_triplet_loss(x, y, 0.3, metric))
+
+
+def test_masked_batch_hard_rejects_contradictory_or_misshapen_masks():
+    x = torch.randn(3, 2)
+    both = torch.ones(3, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="both positive and negative"):
+        masked_batch_hard_triplet_loss(x, both, both)
+    with pytest.raises(ValueError, match=r"\[3, 3\]"):
+        masked_batch_hard_triplet_loss(x, torch.zeros(2, 2, dtype=torch.bool), torch.zeros(3, 3, dtype=torch.bool))
+
+
+def ms_loop(x, pos, neg, alpha, beta, base, eps):
+    """Multi-Similarity loss written from the paper's equations, one anchor at a time, plain Python sums."""
+    x = F.normalize(x, dim=1)
+    n, total = len(x), 0.0
+    for i in range(n):
+        s = [float(torch.dot(x[i], x[j])) for j in range(n)]
+        ps = [j for j in range(n) if pos[i, j]]
+        ns = [j for j in range(n) if neg[i, j]]
+        if eps is not None and ps and ns:
+            kept_n = [k for k in ns if s[k] > min(s[j] for j in ps) - eps]
+            kept_p = [j for j in ps if s[j] < max(s[k] for k in ns) + eps]
+            ps, ns = kept_p, kept_n
+        elif eps is not None:  # no positive: nothing mines any negative (and vice versa)
+            ps, ns = ([], []) if not ps or not ns else (ps, ns)
+        total += math.log1p(sum(math.exp(-alpha * (s[j] - base)) for j in ps)) / alpha
+        total += math.log1p(sum(math.exp(beta * (s[k] - base)) for k in ns)) / beta
+    return total / n
+
+
+@pytest.mark.parametrize("eps", [0.1, None])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_multi_similarity_matches_a_loop_over_the_paper_equations(seed, eps):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(10, 6, generator=g, dtype=torch.float64)
+    metres = torch.rand(10, generator=g, dtype=torch.float64) * 30
+    gap = (metres[:, None] - metres[None, :]).abs()
+    pos = (gap < 5) & ~torch.eye(10, dtype=torch.bool)
+    neg = gap > 10
+    got = multi_similarity_loss(x, pos, neg, alpha=2.0, beta=40.0, base=0.5, mining_margin=eps)
+    assert got.item() == pytest.approx(ms_loop(x, pos, neg, 2.0, 40.0, 0.5, eps), rel=1e-6)
+
+
+def test_multi_similarity_by_hand_and_its_gradient_pulls_positives_together():
+    # two unit vectors at 90°: S = 0 for the pair; as positives, each anchor gives log(1 + e^{-α·(0 − 0)}) / α
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    pos = torch.tensor([[False, True], [True, False]])
+    none = torch.zeros(2, 2, dtype=torch.bool)
+    loss = multi_similarity_loss(x, pos, none, alpha=1.0, beta=50.0, base=0.0, mining_margin=None)
+    assert loss.item() == pytest.approx(math.log(2.0))
+    loss.backward()
+    assert x.grad[0, 1] < 0 and x.grad[1, 0] < 0  # descending the gradient turns each towards the other
+
+
+def test_multi_similarity_mining_drops_easy_negatives():
+    # anchor 0: positive 1 (S 0.8), negatives 2 (S 0.75, hard: > 0.8 − 0.1) and 3 (S −1, easy: dropped)
+    x = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.75, 0.0, math.sqrt(1 - 0.75 ** 2)], [-1.0, 0.0, 0.0]])
+    pos = torch.zeros(4, 4, dtype=torch.bool)
+    pos[0, 1] = True
+    neg = torch.zeros(4, 4, dtype=torch.bool)
+    neg[0, 2] = neg[0, 3] = True
+    only_hard = neg.clone()
+    only_hard[0, 3] = False
+    mined = multi_similarity_loss(x, pos, neg, mining_margin=0.1)
+    assert mined.item() == pytest.approx(multi_similarity_loss(x, pos, only_hard, mining_margin=None).item())
+    assert mined.item() < multi_similarity_loss(x, pos, neg, mining_margin=None).item() + 1e-12

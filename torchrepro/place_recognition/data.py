@@ -325,11 +325,9 @@ class TupleDataset(Dataset):
     def __init__(self, inputs: np.ndarray, positions: np.ndarray, query_idx: np.ndarray, db_idx: np.ndarray,
                  pos_m: float, neg_m: float, n_negatives: int, seed: int,
                  mining: Literal["random", "hard"] = "random", mining_candidates: int = 100,
-                 shift: float = 0.0, scale: float = 0.0, anchors_per_epoch: int | None = None,
-                 erase: float = 0.0, drop: float = 0.0, lateral: float = 0.0) -> None:
+                 augment: "WindowAugment | None" = None, anchors_per_epoch: int | None = None) -> None:
         self.inputs = inputs
-        self.shift, self.scale, self.erase, self.drop = float(shift), float(scale), float(erase), float(drop)
-        self.lateral = float(lateral)
+        self.augment = augment or WindowAugment()
         self.seed, self.n_negatives, self.mining = seed, int(n_negatives), mining
         self.mining_candidates = int(mining_candidates)
         self.db_idx = np.asarray(db_idx)
@@ -421,16 +419,8 @@ class TupleDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
         epoch, i = key
         item = self._load(self.choose(epoch, i))
-        if self.shift > 0 or self.scale > 0 or self.erase > 0 or self.drop > 0 or self.lateral > 0:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "vpr-augment", epoch, i))
-            if self.shift > 0 or self.scale > 0:
-                item = random_affine(item, self.shift, self.scale, gen)
-            if self.lateral > 0:
-                item = random_side_zoom(item, self.lateral, gen)
-            if self.erase > 0:
-                item = random_erasing(item, self.erase, gen)
-            if self.drop > 0:
-                item = random_cell_drop(item, self.drop, gen)
+        if self.augment:
+            item = self.augment(item, torch.Generator().manual_seed(derive_seed(self.seed, "vpr-augment", epoch, i)))
         return item
 
 
@@ -501,6 +491,32 @@ def random_cell_drop(grids: torch.Tensor, max_fraction: float, gen: torch.Genera
     fraction = torch.rand(n, 1, 1, 1, generator=gen) * max_fraction
     keep = torch.rand(n, 1, h, w, generator=gen) >= fraction
     return grids * keep
+
+
+@dataclass(frozen=True)
+class WindowAugment:
+    """The training-only augmentations of a stack of windows ``[T, C, S, S]``, applied in a fixed order from one
+    keyed generator (so an item is the same whatever the worker count or resume point)."""
+
+    shift: float = 0.0
+    scale: float = 0.0
+    lateral: float = 0.0
+    erase: float = 0.0
+    drop: float = 0.0
+
+    def __bool__(self) -> bool:
+        return any(v > 0 for v in (self.shift, self.scale, self.lateral, self.erase, self.drop))
+
+    def __call__(self, item: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.shift > 0 or self.scale > 0:
+            item = random_affine(item, self.shift, self.scale, gen)
+        if self.lateral > 0:
+            item = random_side_zoom(item, self.lateral, gen)
+        if self.erase > 0:
+            item = random_erasing(item, self.erase, gen)
+        if self.drop > 0:
+            item = random_cell_drop(item, self.drop, gen)
+        return item
 
 
 class WindowDataset(Dataset):

@@ -34,6 +34,7 @@ from torchrepro.place_recognition.data import (
     NpyTraversal,
     StackedInputs,
     TupleDataset,
+    WindowAugment,
     WindowDataset,
     WindowSource,
     cached_inputs,
@@ -42,7 +43,8 @@ from torchrepro.place_recognition.data import (
     split_query_database,
 )
 from torchrepro.place_recognition.model import EventFrontEnd, PlaceNet
-from torchrepro.retrieval.losses import tuple_triplet_loss
+from torchrepro.place_recognition.place_batches import PlacePairDataset
+from torchrepro.retrieval.losses import masked_batch_hard_triplet_loss, multi_similarity_loss, tuple_triplet_loss
 from torchrepro.retrieval.pca import PCAWhitening
 from torchrepro.retrieval.recall import DEFAULT_NS, recall_at_n
 
@@ -65,6 +67,11 @@ class VPRData:
     ``synthetic_train_drives`` extra drives under randomised conditions, is an anchor whose positives and
     negatives are windows of the training traversal, so the loss rewards what survives a change of day,
     lane, speed and sensor rather than what neighbouring windows of one recording share).
+
+    ``batching``: ``tuples`` (NetVLAD's: each item is an anchor of another recording, its best positive and
+    ``n_negatives`` negatives from the training traversal) or ``places`` (GSV-Cities' place batches, see
+    :mod:`~torchrepro.place_recognition.place_batches`: each item is two places, each seen by every recording;
+    needs ``train_protocol: cross``; ``batch_size`` counts place pairs, ``places_per_epoch`` the items per epoch).
 
     ``eval_protocol``: ``split`` (the seed's: the test traversal's windows shuffled into ``query_fraction``
     queries and the rest database) or ``cross`` (every test-traversal window queries a database built from
@@ -103,6 +110,8 @@ class VPRData:
     mining: Literal["random", "hard"] = "random"
     mining_candidates: int = 100
     mining_refresh_epochs: int = 1
+    batching: Literal["tuples", "places"] = "tuples"  # places: batches of places seen by every recording
+    places_per_epoch: int | None = None  # batching=places: items (place pairs) per epoch (None: every place once)
     anchors_per_epoch: int | None = None  # a fresh seeded subset of the anchors each epoch (None: all)
     augment_shift: float = 0.0  # training-only random translation, fraction of the input side
     augment_scale: float = 0.0  # training-only random zoom 1 ± scale
@@ -165,6 +174,13 @@ class VPRData:
                     "mining_candidates", "mining_refresh_epochs", "sensor_height", "sensor_width"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{where}.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.batching == "places":
+            if self.train_protocol != "cross" or self.representation == "est":
+                raise ConfigError(f"{where}.batching=places groups windows of several recordings by place: it needs "
+                                  f"{where}.train_protocol=cross and a cached representation (voxel or histogram), got "
+                                  f"train_protocol={self.train_protocol}, representation={self.representation}")
+            if self.places_per_epoch is not None and self.places_per_epoch < 1:
+                raise ConfigError(f"{where}.places_per_epoch must be >= 1 or null, got {self.places_per_epoch}")
         if self.mining_candidates < self.n_negatives:
             raise ConfigError(f"{where}.mining_candidates ({self.mining_candidates}) must be >= "
                               f"{where}.n_negatives ({self.n_negatives})")
@@ -191,6 +207,13 @@ class VPRModel:
     margin: float = 0.1
     distance: Literal["cosine", "euclidean"] = "cosine"
     negatives: Literal["sum", "hardest"] = "sum"
+    # data.batching=places: "multi_similarity" (GSV-Cities' loss, its α, β, base and mining ε below) or
+    # "triplet" (batch-hard, with margin/distance above)
+    place_loss: Literal["multi_similarity", "triplet"] = "multi_similarity"
+    ms_alpha: float = 1.0
+    ms_beta: float = 50.0
+    ms_base: float = 0.0
+    ms_epsilon: float = 0.1
 
     def check(self, where: str) -> None:
         if self.arch not in ARCHS:
@@ -199,6 +222,9 @@ class VPRModel:
             raise ConfigError(f"pretrained weights '{self.pretrained}' ({where}.pretrained) do not exist")
         if self.num_clusters < 1 or self.netvlad_init_windows < 1:
             raise ConfigError(f"{where}.num_clusters and {where}.netvlad_init_windows must be >= 1")
+        if self.ms_alpha <= 0 or self.ms_beta <= 0 or self.ms_epsilon < 0:
+            raise ConfigError(f"{where}.ms_alpha and {where}.ms_beta must be > 0 and {where}.ms_epsilon >= 0, got "
+                              f"{self.ms_alpha}, {self.ms_beta}, {self.ms_epsilon}")
         if self.pca_dim is not None and self.pca_dim < 1:
             raise ConfigError(f"{where}.pca_dim must be >= 1 or null, got {self.pca_dim}")
 
@@ -288,12 +314,18 @@ class VPRDataModule(pl.LightningDataModule):
         else:
             q_idx, db_idx = np.arange(n_db, len(train)), np.arange(n_db)
         self.train_windows = windows(train, self.train_inputs)
-        args = (train.positions, q_idx, db_idx, d.pos_m, d.neg_m, d.n_negatives, self.cfg.seed, d.mining,
-                d.mining_candidates)
-        self.train_set = (EventTupleDataset(train, *args, anchors_per_epoch=d.anchors_per_epoch) if est else
-                          TupleDataset(self.train_inputs, *args, shift=d.augment_shift, scale=d.augment_scale,
-                                       erase=d.augment_erase, drop=d.augment_drop, lateral=d.augment_lateral,
-                                       anchors_per_epoch=d.anchors_per_epoch))
+        augment = WindowAugment(d.augment_shift, d.augment_scale, d.augment_lateral, d.augment_erase, d.augment_drop)
+        if d.batching == "places":
+            recordings = np.searchsorted(train.offsets, np.arange(len(train)), side="right") - 1
+            self.train_set = PlacePairDataset(self.train_inputs, train.positions, recordings, 0, d.pos_m / 2,
+                                              d.neg_m, self.cfg.seed, d.places_per_epoch, d.mining,
+                                              d.mining_candidates, augment)
+        else:
+            args = (train.positions, q_idx, db_idx, d.pos_m, d.neg_m, d.n_negatives, self.cfg.seed, d.mining,
+                    d.mining_candidates)
+            self.train_set = (EventTupleDataset(train, *args, anchors_per_epoch=d.anchors_per_epoch) if est else
+                              TupleDataset(self.train_inputs, *args, augment=augment,
+                                           anchors_per_epoch=d.anchors_per_epoch))
         if database is None:  # seed protocol: split the test traversal itself
             tq, tdb = split_query_database(len(test), d.query_fraction, self.cfg.seed + 1)
             self.eval_queries, self.eval_database = windows(test, test_inputs, tq), windows(test, test_inputs, tdb)
@@ -349,7 +381,8 @@ def count_baseline(q_counts: np.ndarray, db_counts: np.ndarray, q_pos: np.ndarra
 
 # ------------------------------------------------------------------------------------------- task
 class VPRTask(TaskModule):
-    """Triplet training of :class:`PlaceNet`; logs ``loss``, ``lr``, ``recall@{1,5,10,20}`` per validation."""
+    """Metric training of :class:`PlaceNet` (triplet loss on NetVLAD tuples, or Multi-Similarity / batch-hard triplet
+    on place batches); logs ``loss``, ``lr``, ``recall@{1,5,10,20}`` per validation."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
@@ -441,7 +474,15 @@ class VPRTask(TaskModule):
             self.dm.train_set.set_descriptors(desc, None if rows is None else rows.numpy())
 
     # -- steps
-    def training_step(self, batch: torch.Tensor | tuple, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: torch.Tensor | tuple | dict, batch_idx: int) -> torch.Tensor:
+        loss, b = self._place_loss(batch) if isinstance(batch, dict) else self._tuple_loss(batch)
+        self.log("loss", loss, prog_bar=True, batch_size=b)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=b)
+        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def _tuple_loss(self, batch: torch.Tensor | tuple) -> tuple[torch.Tensor, int]:
+        """NetVLAD tuples ``[B, 2 + n, …]``: the triplet loss of each anchor with its positive and negatives."""
         if self.front is None:
             b, t = batch.shape[:2]
             desc = self.net(batch.flatten(0, 1)).view(b, t, -1)
@@ -449,11 +490,24 @@ class VPRTask(TaskModule):
             events, b, t = batch
             desc = self.net(self.front(events, b * t)).view(b, t, -1)
         m: VPRModel = self.cfg.model
-        loss = tuple_triplet_loss(desc[:, 0], desc[:, 1], desc[:, 2:], m.margin, m.distance, m.negatives)
-        self.log("loss", loss, prog_bar=True, batch_size=b)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=b)
-        self.log("lr", self.optimizers().param_groups[0]["lr"])
-        return loss
+        return tuple_triplet_loss(desc[:, 0], desc[:, 1], desc[:, 2:], m.margin, m.distance, m.negatives), b
+
+    def _place_loss(self, batch: dict) -> tuple[torch.Tensor, int]:
+        """Place batches ``{"x": [B, 2K, …], "pos": [B, 2K, 2]}``: every window is an anchor; its positives are
+        the batch's windows within ``pos_m`` metres, its negatives those beyond ``neg_m`` (from the positions, so
+        two items showing nearby places are never pushed apart)."""
+        m: VPRModel = self.cfg.model
+        d: VPRData = self.cfg.data
+        desc = self.net(batch["x"].flatten(0, 1))
+        pos = batch["pos"].flatten(0, 1).double()
+        metres = torch.cdist(pos, pos)
+        positive = (metres < d.pos_m) & ~torch.eye(len(pos), dtype=torch.bool, device=pos.device)
+        negative = metres > d.neg_m
+        if m.place_loss == "triplet":
+            loss = masked_batch_hard_triplet_loss(desc, positive, negative, m.margin, m.distance)
+        else:
+            loss = multi_similarity_loss(desc, positive, negative, m.ms_alpha, m.ms_beta, m.ms_base, m.ms_epsilon)
+        return loss, batch["x"].shape[0]
 
     def validation_step(self, batch: torch.Tensor | tuple, batch_idx: int) -> None:
         self._val_outputs.append(self(batch).float())

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["pairwise_distance", "batch_hard_triplet_loss", "TripletLoss", "tuple_triplet_loss"]
+__all__ = ["pairwise_distance", "batch_hard_triplet_loss", "masked_batch_hard_triplet_loss", "multi_similarity_loss",
+           "TripletLoss", "tuple_triplet_loss"]
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -42,11 +43,28 @@ def batch_hard_triplet_loss(features: Tensor, labels: Tensor, margin: float | No
     labels = labels.reshape(-1).to(features.device)
     if labels.numel() != features.shape[0]:
         raise ValueError(f"labels has {labels.numel()} entries for {features.shape[0]} features")
-    dist = pairwise_distance(features, metric)
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool, device=features.device)
-    pos_mask = same & ~eye
-    neg_mask = ~same
+    return masked_batch_hard_triplet_loss(features, same & ~eye, ~same, margin, metric)
+
+
+def masked_batch_hard_triplet_loss(features: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: float | None = 0.3,
+                                   metric: Metric = "euclidean") -> Tensor:
+    """Batch-hard triplet loss (Hermans et al. 2017, Eq. 5) with explicit relations: ``pos_mask[i, j]`` marks
+    ``j`` as a positive of anchor ``i``, ``neg_mask[i, j]`` as a negative; pairs in neither are ignored (in
+    place recognition, windows between ``pos_m`` and ``neg_m`` apart are neither). Each anchor with at least
+    one of both contributes ``relu(max d(i, pos) − min d(i, neg) + margin)`` (softplus when ``margin`` is
+    None); the mean is over those anchors."""
+    if features.dim() != 2:
+        raise ValueError(f"features must be [N, D], got shape {tuple(features.shape)}")
+    n = features.shape[0]
+    if pos_mask.shape != (n, n) or neg_mask.shape != (n, n):
+        raise ValueError(f"pos_mask and neg_mask must be [{n}, {n}], got {tuple(pos_mask.shape)} and "
+                         f"{tuple(neg_mask.shape)}")
+    if bool((pos_mask & neg_mask).any()):
+        raise ValueError("a pair is marked both positive and negative")
+    dist = pairwise_distance(features, metric)
+    pos_mask, neg_mask = pos_mask.to(features.device), neg_mask.to(features.device)
     valid = pos_mask.any(dim=1) & neg_mask.any(dim=1)
     if not bool(valid.any()):
         return features.sum() * 0.0
@@ -110,3 +128,37 @@ def tuple_triplet_loss(anchor: Tensor, positive: Tensor, negatives: Tensor, marg
     else:
         raise ValueError(f"reduction must be 'sum' or 'hardest', got {reduction!r}")
     return per_tuple.mean()
+
+
+def multi_similarity_loss(features: Tensor, pos_mask: Tensor, neg_mask: Tensor, alpha: float = 1.0,
+                          beta: float = 50.0, base: float = 0.0, mining_margin: float | None = 0.1) -> Tensor:
+    """Multi-Similarity loss (Wang et al., CVPR 2019, Eq. 12) with its pair mining (§4.2, Eq. 8-9), over cosine
+    similarities ``S`` of ``features`` [N, D] and explicit relations (``pos_mask``/``neg_mask`` [N, N], as in
+    :func:`masked_batch_hard_triplet_loss`).
+
+    Mining keeps, for anchor ``i``, the negatives with ``S_ik > min_pos S_ij − ε`` and the positives with
+    ``S_ij < max_neg S_ik + ε`` (ε = ``mining_margin``; None keeps every pair). The loss of an anchor is
+    ``log(1 + Σ_pos exp(−α(S − base)))/α + log(1 + Σ_neg exp(β(S − base)))/β``, averaged over all anchors
+    (one without kept pairs contributes 0). GSV-Cities (Ali-bey et al. 2022, §4.1) trains VPR with
+    α = 1, β = 50, base 0 and ε = 0.1, the defaults here.
+    """
+    n = features.shape[0]
+    if features.dim() != 2 or pos_mask.shape != (n, n) or neg_mask.shape != (n, n):
+        raise ValueError(f"need features [N, D] and masks [N, N]; got {tuple(features.shape)}, "
+                         f"{tuple(pos_mask.shape)}, {tuple(neg_mask.shape)}")
+    if bool((pos_mask & neg_mask).any()):
+        raise ValueError("a pair is marked both positive and negative")
+    x = F.normalize(features.float(), dim=1)
+    sim = x @ x.t()
+    pos_mask, neg_mask = pos_mask.to(sim.device), neg_mask.to(sim.device)
+    if mining_margin is not None:
+        with torch.no_grad():
+            min_pos = sim.masked_fill(~pos_mask, float("inf")).amin(dim=1, keepdim=True)
+            max_neg = sim.masked_fill(~neg_mask, float("-inf")).amax(dim=1, keepdim=True)
+        neg_mask = neg_mask & (sim > min_pos - mining_margin)
+        pos_mask = pos_mask & (sim < max_neg + mining_margin)
+    # log(1 + Σ exp(z)) over masked entries = logsumexp over [0, z_masked…]
+    zero = torch.zeros(n, 1, device=sim.device, dtype=sim.dtype)
+    pos_term = torch.logsumexp(torch.cat([zero, (-alpha * (sim - base)).masked_fill(~pos_mask, float("-inf"))], 1), 1)
+    neg_term = torch.logsumexp(torch.cat([zero, (beta * (sim - base)).masked_fill(~neg_mask, float("-inf"))], 1), 1)
+    return (pos_term / alpha + neg_term / beta).mean()
