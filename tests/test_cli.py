@@ -128,3 +128,30 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == step  # the last good step was saved; the bad one never was
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_data_command_counts_items_and_writes_no_run(tmp_path, capsys, monkeypatch):
+    """`torchrepro data`: checks and counts a real-format data set (12 training images, batch 8; 6 validation
+    images, batch 16) without training or creating a run directory."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capsys, "data", tiny_config(tmp_path, _csv_data(tmp_path)))
+    assert code == 0, err
+    assert "train: 12 items in 2 batches" in out and "val: 6 items in 1 batches" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_command_generates_the_synthetic_set_a_later_train_reuses(tmp_path, capsys):
+    over = ["data.synthetic_train_ids=8", "data.synthetic_test_ids=4", "data.height=64", "data.width=32",
+            "data.texture_height=32", "data.texture_width=32", f"data.synthetic_dir={tmp_path / 'persons'}"]
+    code, out, err = run_main(capsys, "data", REPO / "configs" / "reid_sim_bot.yaml", *over)
+    assert code == 0, err
+    assert "train: " in out and "val: " in out
+    made = sorted(p.name for p in (tmp_path / "persons").iterdir())
+    assert made, "the synthetic set was not written"
+    code, _, err = run_main(capsys, "data", REPO / "configs" / "reid_sim_bot.yaml", *over)
+    assert code == 0 and sorted(p.name for p in (tmp_path / "persons").iterdir()) == made
+
+
+def test_data_command_names_a_missing_data_root(tmp_path, capsys):
+    code, _, err = run_main(capsys, "data", DEMO, "data.source=csv", f"data.root={tmp_path / 'absent'}")
+    assert_one_line_error(code, err, str(tmp_path / "absent"), "does not exist")

@@ -1,4 +1,4 @@
-"""``torchrepro`` command line: train, eval, resume, list, config, tool.
+"""``torchrepro`` command line: train, eval, resume, list, config, data, tool.
 
 Every user mistake (bad YAML, unknown key, wrong type, missing path, corrupt file …) ends as one line on
 stderr and exit status 2; tracebacks are kept for bugs in torchrepro itself.
@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     p.add_argument("overrides", nargs="*")
 
+    p = sub.add_parser("data", help="generate or check a config's data and caches, and count its items",
+                       epilog=EPILOG)
+    p.add_argument("config", type=Path)
+    p.add_argument("overrides", nargs="*")
+
     p = sub.add_parser("tool", help="run a recipe-specific command (`torchrepro list` shows them)",
                        add_help=False)
     p.add_argument("tool_name", metavar="NAME")
@@ -74,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "config":
         cfg = registry.resolve_config(args.config, args.overrides)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    elif args.command == "data":
+        counts = engine.prepare_data(args.config, args.overrides)
+        for split in ("train", "val"):
+            print(f"{split}: {counts[f'{split}_items']} items in {counts[f'{split}_batches']} batches")
+        print(f"wall time: {time.perf_counter() - started:.0f} s")
     elif args.command == "train":
         _print_metrics(*engine.train(args.config, args.overrides), started)
     elif args.command == "resume":

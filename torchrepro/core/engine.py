@@ -240,3 +240,22 @@ def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str]) -> tuple[
     if callable(finish) and trainer.is_global_zero:
         finish(run_dir, datamodule)
     return run_dir, {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
+def prepare_data(config_path: Path, overrides: list[str]) -> dict[str, int]:
+    """``torchrepro data``: generate the config's synthetic data (or open and check its real data set), build the
+    input caches, and count what training and evaluation will see. Writes no run directory, trains nothing;
+    a later ``train`` with the same data keys reuses what this made."""
+    cfg = resolve_config(config_path, overrides)
+    configure_rank_logging()
+    _, datamodule = get_recipe(cfg.recipe).build(cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    counts: dict[str, int] = {}
+    for split, make in (("train", datamodule.train_dataloader), ("val", datamodule.val_dataloader)):
+        made = make()
+        loaders = made if isinstance(made, (list, tuple)) else [made]  # several evaluation targets: one each
+        counts[f"{split}_items"] = sum(len(loader.dataset) for loader in loaders)
+        counts[f"{split}_batches"] = sum(len(loader) for loader in loaders)
+    return counts
+
