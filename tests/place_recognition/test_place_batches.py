@@ -83,3 +83,16 @@ def test_missing_recording_at_a_place_is_skipped_with_a_count_and_no_overlap_is_
         PlacePairDataset(inputs, far, rec, 0, 2.5, 25.0, seed=0)
     with pytest.raises(DataError, match="besides the reference"):
         PlacePairDataset(inputs, pos, np.zeros(len(pos), int), 0, 2.5, 25.0, seed=0)
+
+
+def test_recordings_per_place_draws_a_subset_of_the_other_recordings_per_place():
+    inputs, pos, rec = three_recordings()
+    ds = PlacePairDataset(inputs, pos, rec, 0, 2.5, 25.0, seed=0, recordings_per_place=2)
+    seen = set()
+    for i in range(len(ds)):
+        w = ds.choose(0, i)
+        assert len(w) == 4 and rec[w[0]] == rec[w[2]] == 0 and rec[w[1]] != 0 and rec[w[3]] != 0
+        seen.update(rec[w[[1, 3]]].tolist())
+    assert seen == {1, 2}  # both other recordings take turns
+    with pytest.raises(ValueError, match="recordings_per_place"):
+        PlacePairDataset(inputs, pos, rec, 0, 2.5, 25.0, seed=0, recordings_per_place=4)

@@ -134,9 +134,10 @@ def test_bad_augmentation_and_denoise_values_are_named(key, value):
 
 @pytest.mark.parametrize("fields", [{"batching": "places", "train_protocol": "split"},
                                     {"batching": "places", "train_protocol": "cross", "representation": "est"},
-                                    {"batching": "places", "train_protocol": "cross", "places_per_epoch": 0}])
+                                    {"batching": "places", "train_protocol": "cross", "places_per_epoch": 0},
+                                    {"batching": "places", "train_protocol": "cross", "recordings_per_place": 4}])
 def test_place_batches_need_cross_training_on_cached_inputs(fields):
-    with pytest.raises(ConfigError, match="data.batching=places|data.places_per_epoch"):
+    with pytest.raises(ConfigError, match=r"data.batching=places|data.places_per_epoch|data.recordings_per_place .*\[2, 3\]"):
         VPRData(**fields).check("data")
 
 

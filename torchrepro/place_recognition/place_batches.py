@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class PlacePairDataset(Dataset):
-    """Items keyed ``(epoch, i)``: ``{"x": [2K, C, S, S], "pos": [2K, 2]}``, two places × K recordings.
+    """Items keyed ``(epoch, i)``: ``{"x": [2K, C, S, S], "pos": [2K, 2]}``, two places × K recordings (the map's
+    window first).
 
     Args:
         inputs: cached network inputs of every window of every training recording (one index space).
@@ -40,12 +41,15 @@ class PlacePairDataset(Dataset):
         member_m: a recording's window joins a place when it lies within this distance of the centre.
         neg_m: the confusable place of an item lies beyond this distance.
         places_per_epoch: items per epoch (fresh seeded permutation of the centres, repeated if needed).
+        recordings_per_place: K, the recordings showing each place in an item: the map and K − 1 of the others,
+            drawn per place (None: all of them). More recordings than K widen the conditions seen per epoch at
+            the same cost per step.
     """
 
     def __init__(self, inputs: np.ndarray, positions: np.ndarray, recordings: np.ndarray, reference: int,
                  member_m: float, neg_m: float, seed: int, places_per_epoch: int | None = None,
                  mining: str = "random", mining_candidates: int = 100,
-                 augment: WindowAugment | None = None) -> None:
+                 augment: WindowAugment | None = None, recordings_per_place: int | None = None) -> None:
         self.inputs, self.positions = inputs, np.asarray(positions, dtype=np.float64)
         self.recordings = np.asarray(recordings)
         self.seed, self.neg_m, self.mining = seed, float(neg_m), mining
@@ -73,7 +77,9 @@ class PlacePairDataset(Dataset):
             log.info("place batches: %d of %d reference windows lack a window of every recording within %.1f m; "
                      "they are not used as places", len(centres) - len(keep), len(centres), member_m)
         self.centres, self.members = np.asarray(keep), members
-        self.k = 1 + len(others)
+        if recordings_per_place is not None and not 2 <= recordings_per_place <= 1 + len(others):
+            raise ValueError(f"recordings_per_place must be in [2, {1 + len(others)}], got {recordings_per_place}")
+        self.k = recordings_per_place or 1 + len(others)
         centre_pos = self.positions[self.centres]
         dist = np.linalg.norm(centre_pos[:, None] - centre_pos[None], axis=2)
         self.far = [np.flatnonzero(row > self.neg_m) for row in dist]  # candidate confusable places
@@ -125,9 +131,13 @@ class PlacePairDataset(Dataset):
         else:
             b = int(far[rng.integers(len(far))])
         out = []
+        n_other = len(self.members[a])
         for p in (a, b):
+            # the map's window, then K - 1 of the other recordings (all of them, or a random subset per place)
+            which = np.sort(rng.choice(n_other, size=self.k - 1, replace=False)) if self.k - 1 < n_other else \
+                range(n_other)
             out.append(self.centres[p])
-            out.extend(int(m[rng.integers(len(m))]) for m in self.members[p])
+            out.extend(int(self.members[p][r][rng.integers(len(self.members[p][r]))]) for r in which)
         return np.asarray(out, dtype=np.int64)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:

@@ -112,6 +112,7 @@ class VPRData:
     mining_refresh_epochs: int = 1
     batching: Literal["tuples", "places"] = "tuples"  # places: batches of places seen by every recording
     places_per_epoch: int | None = None  # batching=places: items (place pairs) per epoch (None: every place once)
+    recordings_per_place: int | None = None  # batching=places: K (the map + K-1 other recordings); None: all
     anchors_per_epoch: int | None = None  # a fresh seeded subset of the anchors each epoch (None: all)
     augment_shift: float = 0.0  # training-only random translation, fraction of the input side
     augment_scale: float = 0.0  # training-only random zoom 1 ± scale
@@ -181,6 +182,11 @@ class VPRData:
                                   f"train_protocol={self.train_protocol}, representation={self.representation}")
             if self.places_per_epoch is not None and self.places_per_epoch < 1:
                 raise ConfigError(f"{where}.places_per_epoch must be >= 1 or null, got {self.places_per_epoch}")
+            n_recordings = 1 + (self.synthetic_train_drives if self.source == "synthetic" else
+                                len(self.train_query_events or []))
+            if self.recordings_per_place is not None and not 2 <= self.recordings_per_place <= n_recordings:
+                raise ConfigError(f"{where}.recordings_per_place must be in [2, {n_recordings}] (the map and the "
+                                  f"other training recordings) or null, got {self.recordings_per_place}")
         if self.mining_candidates < self.n_negatives:
             raise ConfigError(f"{where}.mining_candidates ({self.mining_candidates}) must be >= "
                               f"{where}.n_negatives ({self.n_negatives})")
@@ -319,7 +325,7 @@ class VPRDataModule(pl.LightningDataModule):
             recordings = np.searchsorted(train.offsets, np.arange(len(train)), side="right") - 1
             self.train_set = PlacePairDataset(self.train_inputs, train.positions, recordings, 0, d.pos_m / 2,
                                               d.neg_m, self.cfg.seed, d.places_per_epoch, d.mining,
-                                              d.mining_candidates, augment)
+                                              d.mining_candidates, augment, d.recordings_per_place)
         else:
             args = (train.positions, q_idx, db_idx, d.pos_m, d.neg_m, d.n_negatives, self.cfg.seed, d.mining,
                     d.mining_candidates)
@@ -337,8 +343,10 @@ class VPRDataModule(pl.LightningDataModule):
             q_counts, d_counts = np.asarray(test_counts), np.asarray(db_counts)
         self.test_source = test
         self.baseline, self.baseline_topk = count_baseline(q_counts, d_counts, self.query_pos, self.db_pos, d.eval_m)
-        log.info("train traversal %s: %d windows (%d anchors); eval: %d queries vs %d database windows",
-                 train.name, len(train), len(self.train_set), len(self.eval_queries), len(self.eval_database))
+        items = (f"{len(self.train_set)} place pairs an epoch from {len(self.train_set.centres)} places"
+                 if isinstance(self.train_set, PlacePairDataset) else f"{len(self.train_set)} anchors")
+        log.info("train traversal %s: %d windows (%s); eval: %d queries vs %d database windows",
+                 train.name, len(train), items, len(self.eval_queries), len(self.eval_database))
 
     # -- loaders
     def train_dataloader(self) -> DataLoader:
