@@ -59,12 +59,12 @@ class PlacePairDataset(Dataset):
         if not others:
             raise DataError("place batches need at least one recording besides the reference traversal")
         centres = np.flatnonzero(self.recordings == reference)
-        members: list[list[np.ndarray]] = []
+        windows_of = [np.flatnonzero(self.recordings == r) for r in others]
+        members: list[list[np.ndarray]] = []  # per kept centre: per other recording, its windows near the centre
         keep = []
         for c in centres:
             near = []
-            for r in others:
-                idx = np.flatnonzero(self.recordings == r)
+            for idx in windows_of:
                 d = np.linalg.norm(self.positions[idx] - self.positions[c], axis=1)
                 near.append(idx[d < member_m])
             if all(len(n) for n in near):
