@@ -30,6 +30,31 @@ from torchrepro.place_recognition.data import WindowAugment
 log = logging.getLogger(__name__)
 
 
+def group_places(positions: np.ndarray, recordings: np.ndarray, reference: int, others: list, member_m: float,
+                 ) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+    """Places = the reference recording's windows that every other recording passed within ``member_m``.
+
+    Returns the kept centres (window indices) and, per centre, per other recording, its windows near the centre.
+    Centres some recording never came near (it started later, took a detour) are left out with a count in the log.
+    """
+    centres = np.flatnonzero(recordings == reference)
+    windows_of = [np.flatnonzero(recordings == r) for r in others]
+    members: list[list[np.ndarray]] = []
+    keep = []
+    for c in centres:
+        near = [idx[np.linalg.norm(positions[idx] - positions[c], axis=1) < member_m] for idx in windows_of]
+        if all(len(n) for n in near):
+            keep.append(c)
+            members.append(near)
+    if not keep:
+        raise DataError(f"no reference window has a window of every other recording within {member_m} m; "
+                        f"check that the recordings cover the same route (positions/units)")
+    if len(keep) < len(centres):
+        log.info("place batches: %d of %d reference windows lack a window of every recording within %.1f m; "
+                 "they are not used as places", len(centres) - len(keep), len(centres), member_m)
+    return np.asarray(keep), members
+
+
 class PlacePairDataset(Dataset):
     """Items keyed ``(epoch, i)``: ``{"x": [2K, C, S, S], "pos": [2K, 2]}``, two places × K recordings (the map's
     window first).
@@ -58,25 +83,7 @@ class PlacePairDataset(Dataset):
         others = [r for r in np.unique(self.recordings) if r != reference]
         if not others:
             raise DataError("place batches need at least one recording besides the reference traversal")
-        centres = np.flatnonzero(self.recordings == reference)
-        windows_of = [np.flatnonzero(self.recordings == r) for r in others]
-        members: list[list[np.ndarray]] = []  # per kept centre: per other recording, its windows near the centre
-        keep = []
-        for c in centres:
-            near = []
-            for idx in windows_of:
-                d = np.linalg.norm(self.positions[idx] - self.positions[c], axis=1)
-                near.append(idx[d < member_m])
-            if all(len(n) for n in near):
-                keep.append(c)
-                members.append(near)
-        if not keep:
-            raise DataError(f"no reference window has a window of every other recording within {member_m} m; "
-                            f"check that the recordings cover the same route (positions/units)")
-        if len(keep) < len(centres):
-            log.info("place batches: %d of %d reference windows lack a window of every recording within %.1f m; "
-                     "they are not used as places", len(centres) - len(keep), len(centres), member_m)
-        self.centres, self.members = np.asarray(keep), members
+        self.centres, self.members = group_places(self.positions, self.recordings, reference, others, member_m)
         if recordings_per_place is not None and not 2 <= recordings_per_place <= 1 + len(others):
             raise ValueError(f"recordings_per_place must be in [2, {1 + len(others)}], got {recordings_per_place}")
         self.k = recordings_per_place or 1 + len(others)
