@@ -51,6 +51,70 @@ def test_base_cycle_is_an_error(tmp_path: Path):
         load_raw(tmp_path / "a.yaml")
 
 
+def test_base_list_merges_left_to_right_then_the_file(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("recipe: driving\nseed: 1\noptim: {lr: 0.5, momentum: 0.8}\ntrainer: {max_epochs: 2}\n")
+    (tmp_path / "b.yaml").write_text("seed: 2\noptim: {lr: 0.1}\n")
+    (tmp_path / "c.yaml").write_text("base: [a.yaml, b.yaml]\noptim: {momentum: 0.7}\n")
+    assert load_raw(tmp_path / "c.yaml") == {"recipe": "driving", "seed": 2, "trainer": {"max_epochs": 2},
+                                             "optim": {"lr": 0.1, "momentum": 0.7}}
+    (tmp_path / "d.yaml").write_text("base: [b.yaml, a.yaml]\n")  # order matters: the later file wins
+    assert load_raw(tmp_path / "d.yaml")["seed"] == 1 and load_raw(tmp_path / "d.yaml")["optim"]["lr"] == 0.5
+    (tmp_path / "e.yaml").write_text("base: []\nseed: 4\n")
+    assert load_raw(tmp_path / "e.yaml") == {"seed": 4}
+
+
+def test_base_paths_are_relative_to_the_file_naming_them(tmp_path: Path):
+    (tmp_path / "_base_" / "runtime").mkdir(parents=True)
+    (tmp_path / "_base_" / "runtime" / "cpu.yaml").write_text("trainer: {accelerator: cpu, max_epochs: 3}\n")
+    (tmp_path / "_base_" / "recipe.yaml").write_text("base: runtime/cpu.yaml\nrecipe: driving\n")
+    (tmp_path / "_base_" / "shared.yaml").write_text("base: [runtime/cpu.yaml]\ntrainer: {max_epochs: 5}\n")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "x.yaml").write_text("base: [../_base_/recipe.yaml, ../_base_/shared.yaml]\nseed: 9\n")
+    # a diamond (cpu.yaml reached twice) is not a cycle
+    assert load_raw(tmp_path / "configs" / "x.yaml") == {
+        "recipe": "driving", "seed": 9, "trainer": {"accelerator": "cpu", "max_epochs": 5}}
+
+
+def test_base_list_cycle_names_the_files(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("base: [ok.yaml, b.yaml]\n")
+    (tmp_path / "ok.yaml").write_text("seed: 1\n")
+    (tmp_path / "b.yaml").write_text("base: [a.yaml]\n")
+    with pytest.raises(ConfigError, match=r"cycle 'a.yaml' -> 'b.yaml' -> 'a.yaml'") as err:
+        load_raw(tmp_path / "a.yaml")
+    assert "\n" not in str(err.value)
+    (tmp_path / "self.yaml").write_text("base: self.yaml\n")
+    with pytest.raises(ConfigError, match="self.yaml' extends itself through 'base:'"):
+        load_raw(tmp_path / "self.yaml")
+
+
+def test_missing_base_names_the_file_and_key(tmp_path: Path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "ok.yaml").write_text("seed: 1\n")
+    (tmp_path / "sub" / "x.yaml").write_text("base: [../ok.yaml, ok.yaml]\n")  # ok.yaml is not beside x.yaml
+    with pytest.raises(ConfigError) as err:
+        load_raw(tmp_path / "sub" / "x.yaml")
+    message = str(err.value)
+    assert f"config key 'base' in '{tmp_path / 'sub' / 'x.yaml'}' names 'ok.yaml', which does not exist" in message
+    assert "relative to the file that names them" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("base", ["3", "[a.yaml, 3]", "{a: b.yaml}", "['']"])
+def test_base_must_be_a_path_or_a_list_of_paths(tmp_path: Path, base: str):
+    (tmp_path / "a.yaml").write_text("seed: 1\n")
+    (tmp_path / "x.yaml").write_text(f"base: {base}\n")
+    with pytest.raises(ConfigError, match="'base' in .*x.yaml' must be a file path or a list of file paths"):
+        load_raw(tmp_path / "x.yaml")
+
+
+def test_shared_blocks_are_not_recipes():
+    """configs/_base_/ holds blocks for `base:`: each reads as a mapping, none is picked up as a recipe."""
+    blocks = sorted((REPO / "configs" / "_base_").glob("*.yaml"))
+    assert blocks
+    recipes = {p.name for p in (REPO / "configs").glob("*.yaml")}
+    for block in blocks:
+        assert isinstance(load_raw(block), dict) and block.name not in recipes
+
+
 @pytest.mark.parametrize("override, message", [
     ("trainer.max_epoch=3", "unknown config key 'trainer.max_epoch': did you mean 'trainer.max_epochs'?"),
     ("trainr.max_epochs=3", "unknown config key 'trainr': did you mean 'trainer'?"),

@@ -1,4 +1,5 @@
-"""Configuration: YAML files with ``base:`` inheritance, dotted ``key=value`` overrides, typed validation.
+"""Configuration: YAML files with ``base:`` inheritance (one file or a list), dotted ``key=value`` overrides,
+typed validation.
 
 The engine-level sections (``run``, ``trainer``, ``optim``, ``sched``, ``checkpoint``) are defined here; a
 recipe contributes its own ``data`` and ``model`` dataclasses through the registry. Validation happens once,
@@ -196,17 +197,31 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a YAML config, resolving ``base:`` (a path relative to the file naming it) recursively."""
+    """Load a YAML config, resolving ``base:`` recursively.
+
+    ``base`` is one path or a list of paths, each relative to the file that names it. A list is merged left to
+    right (later files win), then the file itself is merged on top. ``configs/_base_/`` holds the shared blocks
+    the shipped recipes combine this way.
+    """
     path = Path(path).resolve()
     if path in _seen:
-        raise ConfigError(f"config file '{path}' extends itself through 'base:' (cycle): remove the cycle")
+        chain = " -> ".join(f"'{p.name}'" for p in (*_seen[_seen.index(path):], path))
+        raise ConfigError(f"config file '{path}' extends itself through 'base:' (cycle {chain}): remove the cycle")
     data = read_yaml(path)
     base = data.pop("base", None)
     if base is None:
         return data
-    if not isinstance(base, str):
-        raise ConfigError(f"config key 'base' in '{path}' must be a file path, got {base!r}")
-    return deep_merge(load_raw(path.parent / base, (*_seen, path)), data)
+    bases = [base] if isinstance(base, str) else base
+    if not isinstance(bases, list) or not all(isinstance(item, str) and item.strip() for item in bases):
+        raise ConfigError(f"config key 'base' in '{path}' must be a file path or a list of file paths, got {base!r}")
+    merged: dict[str, Any] = {}
+    for item in bases:
+        parent = path.parent / item
+        if not parent.is_file():
+            raise ConfigError(f"config key 'base' in '{path}' names '{item}', which does not exist ('{parent}'): "
+                              f"base paths are relative to the file that names them")
+        merged = deep_merge(merged, load_raw(parent, (*_seen, path)))
+    return deep_merge(merged, data)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -1,7 +1,9 @@
 """Driving-direction classifier: ResNet34 features → global average pool → Flatten → Linear(512 → 3).
 
-Follows the seed (SEEDS.md §4): a ResNet34 with its last two children (avgpool, fc) removed, an adaptive
-average pool, Flatten and a linear layer to left/right/straight. The seed also L2-normalises the logits;
+Follows the seed project's classifier: a ResNet34 (He et al., "Deep Residual Learning for Image Recognition",
+CVPR 2016, §4.1, Table 1) with its last two children (avgpool, fc) removed, i.e. the registered ``resnet34``
+trunk (:func:`torchrepro.nn.backbones.create_backbone`), an adaptive average pool, Flatten and a linear layer
+to left/right/straight. The seed also L2-normalises the logits;
 that caps the softmax confidence (logits on the unit sphere), so it is an option here, off by default.
 """
 
@@ -11,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchrepro.nn.backbones import ARCHS, load_local_weights
+from torchrepro.nn.backbones import create_backbone
 
-__all__ = ["ARCHS", "DirectionNet", "load_local_weights"]
+__all__ = ["DirectionNet"]
 
 
 class DirectionNet(nn.Module):
@@ -24,11 +26,10 @@ class DirectionNet(nn.Module):
         super().__init__()
         # zero_init_residual (Goyal et al. 2017, §5.1): each residual block starts as the identity, which
         # speeds up training from scratch; irrelevant when pretrained weights overwrite it.
-        resnet = ARCHS[arch](weights=None, zero_init_residual=zero_init_residual)
-        if pretrained:
-            load_local_weights(resnet, pretrained)
-        feat_dim = resnet.fc.in_features
-        self.backbone = nn.Sequential(*list(resnet.children())[:-2])  # drop avgpool and fc
+        # The trunk is torchvision's ResNet without avgpool and fc (children 0–7, so the state_dict keys stay
+        # backbone.0 … backbone.7); it is built from the full model, fc included, so a seed gives the same weights.
+        self.backbone = create_backbone(arch, pretrained=pretrained, zero_init_residual=zero_init_residual)
+        feat_dim = self.backbone.out_channels
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(feat_dim, num_classes))
         self.l2_normalize = l2_normalize

@@ -1,28 +1,133 @@
-"""ResNet trunks for every recipe: torchvision ResNets with a chosen number of input channels and last stride.
+"""The backbone registry (timm's ``create_model`` idea) and the ResNet trunks every recipe uses so far.
+
+``create_backbone(name, **kwargs)`` builds a registered backbone; the returned module carries its output
+channels in ``module.out_channels``. A new backbone registers a factory that returns an ``nn.Module``::
+
+    @register_backbone("vgg16_ssd", out_channels=1024)
+    def vgg16_ssd(in_channels: int = 3, pretrained: str | None = None) -> nn.Module: ...
+
+``out_channels`` is declared when it does not depend on the factory's arguments (then
+:func:`backbone_channels` answers without building anything); otherwise the factory sets
+``module.out_channels`` itself. When backbones come to live in other ``torchrepro.nn`` modules (VGG-SSD, the
+SuperPoint encoder, …), import those modules at the end of this one, so that every built-in name is registered
+as soon as ``create_backbone`` can be imported.
 
 Weights come only from a local file (``pretrained=path``), never from the network.
 
-* ``in_channels != 3`` replaces ``conv1`` (7×7, stride 2) by one taking that many channels, as the event-VPR seed
-  does for a 5-bin voxel grid (SEEDS.md §1). With pretrained RGB weights the new kernel is the RGB kernel
-  averaged over its input channels, copied to every new channel (the common "average the first conv" transfer).
-* ``last_stride=1`` removes the down-sampling of ``layer4`` (Luo et al., "Bag of Tricks", §4.2; SAN's
-  encoder), doubling the final map's height and width.
+ResNet trunks (``resnet18``, ``resnet34``, ``resnet50``: conv1 … layer4, no pooling, no fc):
+
+* ``in_channels != 3`` replaces ``conv1`` (7×7, stride 2) by one taking that many channels, as Event-VPR does
+  for a 5-bin voxel grid (Kong et al., Event-VPR, arXiv 2011.03290, §III). With pretrained RGB weights the new
+  kernel is the RGB kernel averaged over its input channels, copied to every new channel (the common "average
+  the first conv" transfer).
+* ``last_stride=1`` removes the down-sampling of ``layer4`` (Luo et al., "Bag of Tricks", CVPRW 2019, §4.2;
+  SAN's encoder, Jin et al., AAAI 2020, §3.2), doubling the final map's height and width.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torchvision
 from torch import nn
 
-from torchrepro.core.errors import CheckpointError
+from torchrepro.core.errors import CheckpointError, ConfigError
+from torchrepro.core.typed import closest
 
-__all__ = ["ARCHS", "load_local_weights", "resnet_trunk", "trunk_channels"]
+__all__ = [
+    "ARCHS", "backbone_channels", "backbone_names", "check_backbone_name", "create_backbone",
+    "load_local_weights", "register_backbone", "resnet_trunk", "trunk_channels", "unregister_backbone",
+]
 
+BackboneFactory = Callable[..., nn.Module]
+
+
+class _Entry:
+    __slots__ = ("factory", "out_channels")
+
+    def __init__(self, factory: BackboneFactory, out_channels: int | None) -> None:
+        self.factory = factory
+        self.out_channels = out_channels
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_backbone(name: str, out_channels: int | None = None) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Decorator registering ``factory(**kwargs) -> nn.Module`` under ``name``.
+
+    ``out_channels``: the channels of the backbone's output when they do not depend on its arguments; leave
+    it None when they do, and set ``module.out_channels`` in the factory. Registering a taken name is an error.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a backbone name must be a non-empty string, got {name!r}")
+
+    def decorate(factory: BackboneFactory) -> BackboneFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone '{name}' is already registered (by {_REGISTRY[name].factory.__qualname__})")
+        _REGISTRY[name] = _Entry(factory, out_channels)
+        return factory
+
+    return decorate
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove a registered backbone (for tests and plug-ins that register temporary backbones)."""
+    check_backbone_name(name)
+    del _REGISTRY[name]
+
+
+def backbone_names() -> list[str]:
+    """The registered backbone names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def check_backbone_name(name: str, key: str | None = None) -> None:
+    """Raise a :class:`ConfigError` naming ``key`` (e.g. ``model.arch``) unless ``name`` is registered."""
+    if name in _REGISTRY:
+        return
+    names = backbone_names()
+    hint = closest(str(name), names)
+    where = f" in config key '{key}'" if key else ""
+    fix = f"did you mean '{hint}'?" if hint else f"registered backbones: {', '.join(names)}"
+    raise ConfigError(f"unknown backbone {name!r}{where}: {fix}")
+
+
+def backbone_channels(name: str) -> int:
+    """Output channels of backbone ``name`` (without building it), for backbones that declare them."""
+    check_backbone_name(name)
+    channels = _REGISTRY[name].out_channels
+    if channels is None:
+        raise ValueError(f"backbone '{name}' has argument-dependent channels: read create_backbone(...).out_channels")
+    return channels
+
+
+def create_backbone(name: str, **kwargs) -> nn.Module:
+    """Build the backbone registered as ``name`` with the factory's keyword arguments.
+
+    The result has an ``out_channels`` attribute (the channels of its output feature map). Unknown names raise
+    a :class:`ConfigError` with a "did you mean" hint.
+    """
+    check_backbone_name(name)
+    entry = _REGISTRY[name]
+    module = entry.factory(**kwargs)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"backbone factory for '{name}' returned {type(module).__name__}, not an nn.Module")
+    if getattr(module, "out_channels", None) is None:
+        if entry.out_channels is None:
+            raise TypeError(f"backbone '{name}' declares no out_channels and its module does not set one")
+        module.out_channels = entry.out_channels
+    return module
+
+
+# ------------------------------------------------------------------------------------------- ResNet trunks
+# Deprecated: the torchvision constructors behind the ResNet trunks, kept for config checks that still use
+# them. New code validates names with backbone_names() / check_backbone_name().
 ARCHS = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
          "resnet50": torchvision.models.resnet50}
+_RESNET_CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
 
 def load_local_weights(model: nn.Module, path: str) -> None:
@@ -48,8 +153,8 @@ def load_local_weights(model: nn.Module, path: str) -> None:
 
 
 def trunk_channels(arch: str) -> int:
-    """Channels of ``layer4``'s output: 512 for resnet18/34, 2048 for resnet50."""
-    return 2048 if arch == "resnet50" else 512
+    """Channels of ``layer4``'s output: 512 for resnet18/34, 2048 for resnet50 (prefer backbone_channels)."""
+    return _RESNET_CHANNELS.get(arch, 512)
 
 
 def _adapt_conv1(resnet: nn.Module, in_channels: int) -> None:
@@ -69,6 +174,10 @@ def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int 
     ``last_stride=1`` gives ``H/16 × W/16``. Pretrained weights (a local torchvision state dict) are loaded before
     conv1 is adapted, so an RGB checkpoint initialises an ``in_channels``-channel conv1 (see module docstring).
     Without pretrained weights the new conv1 keeps torchvision's Kaiming initialisation.
+
+    The full torchvision model (fc included) is built first, so a given seed gives the same parameters, and
+    leaves the random generator in the same state, as building the torchvision model itself. The result is an
+    ``nn.Sequential`` (children 0–7: conv1, bn1, relu, maxpool, layer1–4) with ``out_channels`` set.
     """
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
@@ -90,5 +199,23 @@ def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int 
         else:
             block.conv1.stride = (1, 1)  # BasicBlock down-samples in conv1
         block.downsample[0].stride = (1, 1)
-    return nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
-                         resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+    trunk = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
+                          resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+    trunk.out_channels = _RESNET_CHANNELS[arch]
+    return trunk
+
+
+def _register_resnet(arch: str) -> None:
+    def factory(in_channels: int = 3, last_stride: int = 2, pretrained: str | None = None,
+                zero_init_residual: bool = False) -> nn.Sequential:
+        return resnet_trunk(arch, in_channels=in_channels, last_stride=last_stride, pretrained=pretrained,
+                            zero_init_residual=zero_init_residual)
+
+    factory.__name__ = factory.__qualname__ = arch
+    factory.__doc__ = f"{arch} trunk (conv1 … layer4); see :func:`resnet_trunk`."
+    register_backbone(arch, out_channels=_RESNET_CHANNELS[arch])(factory)
+
+
+for _arch in ARCHS:
+    _register_resnet(_arch)
+del _arch

@@ -1,6 +1,6 @@
 """Event place-recognition network: (voxel grid | histogram | EST) → ResNet trunk with B-channel conv1 → NetVLAD.
 
-The seed's "Discriptor" (SEEDS.md §1; Kong et al., Event-VPR, arXiv 2011.03290, §III): the event
+The seed's "Discriptor" (Kong et al., Event-VPR, arXiv 2011.03290, §III): the event
 representation is centre-cropped to a square, resized (224×224 in the seed), fed to a ResNet34 whose conv1
 takes the representation's channels, cut after ``layer4`` (512 channels), and pooled by NetVLAD with K=32
 clusters into a K·512 = 16,384-d L2-normalised descriptor (Arandjelović et al., CVPR 2016).
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchrepro.nn.backbones import resnet_trunk, trunk_channels
+from torchrepro.nn.backbones import create_backbone
 from torchrepro.nn.netvlad import NetVLAD
 
 __all__ = ["EventFrontEnd", "PlaceNet", "centre_crop_resize"]
@@ -59,7 +59,8 @@ class PlaceNet(nn.Module):
 
     Args:
         in_channels: channels of the event representation (5 for a 5-bin voxel grid, 2·B for EST).
-        arch: torchvision ResNet (``resnet18|34|50``); the seed uses resnet34.
+        arch: a registered ResNet trunk (``resnet18|34|50``, :func:`torchrepro.nn.backbones.create_backbone`);
+            the seed uses resnet34.
         num_clusters: NetVLAD's K (seed: 32).
         pretrained: optional local torchvision RGB state dict; conv1 is then the RGB kernel averaged over
             channels (see :mod:`torchrepro.nn.backbones`).
@@ -77,10 +78,10 @@ class PlaceNet(nn.Module):
         super().__init__()
         if trunk_layers not in (3, 4):
             raise ValueError(f"trunk_layers must be 3 or 4, got {trunk_layers}")
-        trunk = resnet_trunk(arch, in_channels=in_channels, last_stride=last_stride, pretrained=pretrained,
-                             zero_init_residual=zero_init_residual)
+        trunk = create_backbone(arch, in_channels=in_channels, last_stride=last_stride, pretrained=pretrained,
+                                zero_init_residual=zero_init_residual)
         self.trunk = trunk if trunk_layers == 4 else trunk[:-1]
-        dim = trunk_channels(arch) if trunk_layers == 4 else trunk_channels(arch) // 2
+        dim = trunk.out_channels if trunk_layers == 4 else trunk.out_channels // 2  # layer3 has half layer4's width
         self.netvlad = NetVLAD(num_clusters=num_clusters, dim=dim)
         # Set once NetVLAD's centroids come from k-means; saved in checkpoints so a resumed run skips it.
         self.register_buffer("netvlad_initialised", torch.tensor(False))

@@ -1,12 +1,12 @@
 """Re-ID networks: the Bag-of-Tricks encoder (SA-Enc) and SAN's texture decoder (SA-Dec).
 
-Encoder (Luo et al. 2019; SAN's SA-Enc, Jin et al. AAAI 2020 §3.2): ResNet with last stride 1 → global average
-pooling → ``f_t`` (triplet loss) → BNNeck → ``f_i`` (ID loss, inference feature). For a 256×128 input and
-ResNet50 the last map is 2048×16×8 and the skip maps of layers 1–3 are 256×64×32, 512×32×16, 1024×16×8
-(SEEDS.md §2).
+Encoder (Luo et al., Bag of Tricks, CVPRW 2019; SA-Enc of Jin et al., SAN, AAAI 2020, §3.2): a registered ResNet
+trunk (:func:`torchrepro.nn.backbones.create_backbone`) with last stride 1 → global average pooling → ``f_t``
+(triplet loss) → BNNeck → ``f_i`` (ID loss, inference feature). For a 256×128 input and ResNet50 the last map is
+2048×16×8 and the skip maps of layers 1–3 are 256×64×32, 512×32×16, 1024×16×8.
 
-Decoder (SAN §3.3, SEEDS.md §2): a 1×1 conv reduces the encoder map 2048→512 (+BN, ReLU); four residual
-up-sampling blocks (bilinear ×2, reflection pad, 3×3 conv, with a 1×1 shortcut) shrink the channels
+Decoder (Jin et al., SAN, AAAI 2020, §3.3): a 1×1 conv reduces the encoder map 2048→512 (+BN, ReLU); four
+residual up-sampling blocks (bilinear ×2, reflection pad, 3×3 conv, with a 1×1 shortcut) shrink the channels
 512→256→64→32→16, and U-Net skips from encoder layers 3, 2, 1 enter through 1×1 embedding convs
 (1024→512, 512→256, 256→64 for ResNet50; from the trunk's own widths otherwise) added before blocks 1–3. A
 3×3 conv maps the 16 channels to RGB (tanh: textures are normalised to [−1, 1] with mean 0.5, std 0.5), resized
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchrepro.nn.backbones import resnet_trunk, trunk_channels
+from torchrepro.nn.backbones import create_backbone
 from torchrepro.nn.bnneck import BNNeck
 
 __all__ = ["ReidEncoder", "SANDecoder", "EncoderOutput"]
@@ -39,10 +39,10 @@ class ReidEncoder(nn.Module):
                  pretrained: str | None = None) -> None:
         super().__init__()
         self.arch = arch
-        trunk = resnet_trunk(arch, in_channels=3, last_stride=last_stride, pretrained=pretrained)
+        trunk = create_backbone(arch, in_channels=3, last_stride=last_stride, pretrained=pretrained)
         self.stem = trunk[:4]  # conv1, bn1, relu, maxpool
         self.layers = nn.ModuleList(trunk[4:])  # layer1..layer4
-        self.feat_dim = trunk_channels(arch)
+        self.feat_dim = trunk.out_channels
         self.neck = BNNeck(self.feat_dim, num_classes)
 
     @property
