@@ -1,6 +1,6 @@
 """Training data pipeline of event place recognition: samples/s of (anchor, positive, 10 negatives) items.
 
-Baseline (the seed's Dataset, SEEDS.md §1): every item loads 12 ``<timestamp>.npy`` windows (15,000 events
+Baseline (the seed's Dataset, as its Event-VPR reproduction wrote it): every item loads 12 ``<timestamp>.npy`` windows (15,000 events
 each) and voxelises each one with a float64 ``np.add.at`` voxel grid (5×260×346). Ours: the recipe's
 ``TupleDataset`` reading the float16 input cache (voxel grid → centre crop → 224×224, computed once per window
 by ``cached_inputs``). Both run in this process on the same on-disk windows, one thread, items in the same
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from voxel_grid import HEIGHT, WIDTH, make_events, seed_voxel_grid  # sibling benchmark script
 
-from torchrepro.place_recognition.data import InputSpec, NpyTraversal, TupleDataset, cached_inputs
+from torchrepro.place_recognition.windows import InputSpec, NpyTraversal, TupleDataset, cached_inputs
 
 N_NEG = 10
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from torchrepro.events.mvsec import drop_sparse_windows, fixed_count_windows, interpolate_positions
-from torchrepro.place_recognition.data import InputSpec, window_input
+from torchrepro.place_recognition.windows import InputSpec, window_input
 from torchrepro.place_recognition.synthetic import (
     DRIVE1,
     DRIVE2,

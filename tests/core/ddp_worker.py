@@ -147,9 +147,9 @@ class Module(TaskModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.recorder.batch_idx = batch_idx
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def losses(self, batch: Any) -> dict[str, torch.Tensor]:
         x, y = batch
-        return nn.functional.mse_loss(self.net(x), y)
+        return {"mse": nn.functional.mse_loss(self.net(x), y)}
 
     def result(self) -> dict[str, Any]:
         bn = [mod for mod in self.net.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
@@ -162,6 +162,7 @@ class Module(TaskModule):
             "bn_running_mean": bn[0].running_mean.clone() if bn else None,
             "bn_running_var": bn[0].running_var.clone() if bn else None,
             "layer_sync_swapped": self.layer_sync_swapped,
+            "train_loss": float(self.trainer.callback_metrics["train_loss"]),
         }
 
 

@@ -195,6 +195,10 @@ def test_ddp_per_rank_batch_b_equals_single_process_batch_2b(launch, single):
     assert max_state_diff(ref["state"], ref["init"]) > 1e-2
     diff = max_state_diff(ranks[0]["state"], ref["state"])
     assert diff <= TOL, f"DDP (2 x batch {B}) vs single process (batch {2 * B}): max |Δparam| = {diff:.3g}"
+    # The logged epoch loss is the mean over every rank's items, as one process logs it (each rank's own mean
+    # of its half of the batches differs from it).
+    assert ranks[0]["train_loss"] == ranks[1]["train_loss"]
+    assert abs(ranks[0]["train_loss"] - ref["train_loss"]) < 1e-5, (ranks[0]["train_loss"], ref["train_loss"])
 
 
 # ------------------------------------------------------------------------------------------------- (b)

@@ -13,7 +13,7 @@ from tests.conftest import write_csv_split
 from torchrepro.core.errors import CheckpointError, DataError
 from torchrepro.driving.data import DirectionDataset, read_image_folder, read_label_csv
 from torchrepro.driving.model import DirectionNet
-from torchrepro.driving.task import build_transforms
+from torchrepro.driving.data import build_transforms
 
 CLASSES = ["left", "right", "straight"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from torchrepro.core.errors import DataError
 from torchrepro.driving import synthetic
 from torchrepro.driving.synthetic import (
     CLASSES,
@@ -76,8 +78,8 @@ def test_csv_format(split_dir: Path) -> None:
     assert max(counts.values()) - min(counts.values()) <= 1
     # shuffled: labels are not simply cycling in class order
     assert [r[1] for r in body] != [CLASSES[i % 3] for i in range(31)]
-    # nothing but the images and the CSV in the split directory
-    assert sorted(p.name for p in split_dir.iterdir()) == ["images", "labels.csv"]
+    # nothing but the images, the CSV and the generator's stamp in the split directory
+    assert sorted(p.name for p in split_dir.iterdir()) == ["generated.json", "images", "labels.csv"]
     assert len(list((split_dir / "images").iterdir())) == 31
 
 
@@ -101,7 +103,7 @@ def test_generate_split_is_byte_identical(tmp_path: Path) -> None:
     b = generate_split(tmp_path / "b", n_images=12, seed=7, size=64)
     assert a == tmp_path / "a" / "labels.csv"
     files_a, files_b = _file_bytes(a.parent), _file_bytes(b.parent)
-    assert len(files_a) == 13
+    assert len(files_a) == 14  # 12 images, the CSV and the stamp
     assert files_a == files_b
 
 
@@ -122,6 +124,38 @@ def test_cache_is_idempotent(tmp_path: Path) -> None:
     before[csv_path] = 1
     assert generate_split(out, n_images=9, seed=3, size=48) == csv_path
     assert {p: p.stat().st_mtime_ns for p in files} == before
+
+
+def test_stamp_holds_seed_size_and_counts(split_dir: Path) -> None:
+    stamp = json.loads((split_dir / "generated.json").read_text())
+    assert stamp["params"] == {"n_images": 31, "seed": 123, "size": SIZE}
+    assert stamp["version"] == synthetic.GENERATOR_VERSION and sum(stamp["counts"].values()) == 31
+
+
+@pytest.mark.parametrize("change", [{"seed": 4}, {"size": 40}])
+def test_other_seed_or_size_regenerates(tmp_path: Path, change: dict) -> None:
+    """The cache is keyed by every parameter: a changed config never silently reuses the old images."""
+    out = tmp_path / "split"
+    generate_split(out, n_images=6, seed=3, size=48)
+    before = _file_bytes(out / "images")
+    generate_split(out, **dict(dict(n_images=6, seed=3, size=48), **change))
+    fresh = generate_split(tmp_path / "fresh", **dict(dict(n_images=6, seed=3, size=48), **change)).parent
+    assert _file_bytes(out / "images") == _file_bytes(fresh / "images") != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "split"]
+
+
+def test_legacy_unstamped_split_is_replaced_but_a_foreign_folder_is_not(tmp_path: Path) -> None:
+    legacy = tmp_path / "legacy"
+    generate_split(legacy, n_images=3, seed=3, size=32)
+    (legacy / "generated.json").unlink()  # as written before splits were stamped
+    generate_split(legacy, n_images=3, seed=3, size=32)
+    assert (legacy / "generated.json").is_file()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="data.synthetic_dir"):
+        generate_split(foreign, n_images=3, seed=3, size=32)
+    assert (foreign / "notes.txt").exists()
 
 
 def test_wrong_row_count_regenerates(tmp_path: Path) -> None:

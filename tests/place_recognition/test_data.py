@@ -8,7 +8,7 @@ import torch
 
 from torchrepro.core.errors import DataError
 from torchrepro.events.representations import voxel_grid
-from torchrepro.place_recognition.data import (
+from torchrepro.place_recognition.windows import (
     ConcatTraversal,
     InputSpec,
     StackedInputs,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from torchrepro.core.errors import DataError
-from torchrepro.place_recognition.data import WindowAugment
+from torchrepro.place_recognition.windows import WindowAugment
 from torchrepro.place_recognition.place_batches import PlacePairDataset
 
 

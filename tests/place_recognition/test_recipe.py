@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import REPO, cli
 from torchrepro.core.errors import ConfigError
 from torchrepro.events.mvsec import write_mvsec_sequence
-from torchrepro.place_recognition.task import VPRData, VPRModel
+from torchrepro.place_recognition.config import VPRData, VPRModel
 
 TINY = [
     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.progress_bar=false",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from torchrepro.core.errors import ConfigError
 from torchrepro.events.mvsec import MVSECEvents, read_mvsec_poses
-from torchrepro.place_recognition import synthetic
+from torchrepro.place_recognition import drive, synthetic
 from torchrepro.place_recognition.synthetic import (
     DRIVE1,
     DRIVE2,
@@ -87,7 +88,7 @@ def test_second_call_is_a_no_op_and_params_are_stamped(small, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("must not rebuild a complete generation")
 
-    monkeypatch.setattr(synthetic, "build_street", boom)
+    monkeypatch.setattr(drive, "build_street", boom)
     assert generate_event_drive(root / "a", seed=0, **SMALL) == paths
     assert [p.stat().st_mtime_ns for pair in paths.values() for p in pair] == mtimes
     stamp = json.loads((root / "a" / synthetic.STAMP_NAME).read_text())
@@ -181,7 +182,7 @@ def test_random_drives_change_lane_and_light_along_the_route():
             assert np.ptp(values) > 0.5 * spec.light_drift * (hi - lo)  # and wandering over much of it
     s, *_ = synthetic.drive_trajectory(DRIVE2, params, 1)
     assert set(synthetic.lighting_along(DRIVE2, params, 1, s)) == {Lighting.of(DRIVE2)}
-    bad = synthetic.dataclasses.replace(DRIVE1, lane_drift_m=5.0)
+    bad = dataclasses.replace(DRIVE1, lane_drift_m=5.0)
     with pytest.raises(ConfigError, match="stay on the road"):
         synthetic.EventDriveParams(drives=(DRIVE1, bad)).validate()
 

@@ -1,4 +1,4 @@
-"""Re-ID encoder/decoder shapes against the SAN seed (SEEDS.md §2), BoT details, parameter counts."""
+"""Re-ID encoder/decoder shapes against the SAN seed (Jin et al., AAAI 2020, §3.3, as the seed reproduced it), BoT details, parameter counts."""
 
 import numpy as np
 import torch

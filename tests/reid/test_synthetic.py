@@ -14,7 +14,7 @@ from PIL import Image
 
 from torchrepro.core.errors import DataError
 from torchrepro.reid.baselines import colour_histogram_features, rgb_to_hsv
-from torchrepro.reid.datasets import parse_market_name, read_market1501
+from torchrepro.reid.datasets import parse_market_name, read_market1501, texture_path
 from torchrepro.reid.synthetic import (
     STAMP_NAME,
     UV_LAYOUT,
@@ -24,7 +24,6 @@ from torchrepro.reid.synthetic import (
     sample_cameras,
     sample_person,
     sample_view,
-    texture_path,
 )
 
 TINY = dict(

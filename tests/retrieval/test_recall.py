@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from torchrepro.core.errors import DataError
-from torchrepro.retrieval.recall import knn_search, nearest_distance, recall_at_n, recall_at_n_bruteforce
+from torchrepro.retrieval.recall import (
+    knn_search,
+    nearest_distance,
+    recall_at_n,
+    recall_at_n_bruteforce,
+    recall_curve,
+)
 
 
 def test_hand_computed_case():
@@ -25,6 +31,16 @@ def test_hand_computed_case():
     assert metrics["recall@4"] == pytest.approx(1.0)
     assert metrics["queries"] == 3 and metrics["queries_without_positive"] == 1
     assert topk[0, 0] == 1 and topk.shape == (4, 4)
+
+
+def test_recall_curve_hand_computed():
+    """recall@N for every N from a ranked list: queries whose first hit is at rank 1, 3 and never; a query with
+    nothing in range is left out."""
+    db_pos = np.array([[0.0, 0], [10, 0], [100, 0], [200, 0]])
+    q_pos = np.array([[5.0, 0], [100, 0], [400, 0], [200, 0]])
+    topk = np.array([[1, 0, 2], [0, 1, 2], [0, 1, 2], [0, 1, 2]])  # q0: hit at 1; q1: db 2 at rank 3; q3: no hit
+    curve = recall_curve(topk, q_pos, db_pos, threshold_m=25.0)
+    assert curve == pytest.approx([1 / 3, 1 / 3, 2 / 3])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

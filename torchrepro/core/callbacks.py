@@ -1,4 +1,5 @@
-"""Lightning callbacks of the engine: exact-resume RNG state, NaN/Inf guard, metrics.json."""
+"""Lightning callbacks of the engine (exact-resume RNG state, NaN/Inf guard, metrics.json) and the base of
+recipes' artefact callbacks."""
 
 from __future__ import annotations
 
@@ -81,7 +82,6 @@ class MetricsFileCallback(pl.Callback):
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / METRICS_NAME
-        self.validate_stage = "validate"  # the engine sets "untrained" for the pre-training validation
 
     def _load(self) -> dict[str, Any]:
         import json
@@ -110,7 +110,33 @@ class MetricsFileCallback(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == "validate":
-            self.record(trainer, self.validate_stage)
+            self.record(trainer, "untrained" if getattr(pl_module, "scoring_untrained", False) else "validate")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.record(trainer, "test")
+
+
+class RunArtefacts(pl.Callback):
+    """A recipe's side products (plots, exported weights) written into the run directory, on rank 0.
+
+    Written when training ends and after a standalone evaluation (``torchrepro eval``), never for the
+    engine's scoring of the untrained model. A recipe registers its subclasses with its :class:`Recipe`
+    (``callbacks=``); the engine knows nothing of what they write.
+    """
+
+    #: also write after ``torchrepro eval`` (False for exports that only a training run should produce)
+    on_eval: bool = True
+
+    def write(self, run_dir: Path, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        raise NotImplementedError
+
+    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.write(Path(trainer.default_root_dir), trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.on_eval and trainer.state.fn == "validate" and not getattr(pl_module, "scoring_untrained", False):
+            self._write(trainer, pl_module)

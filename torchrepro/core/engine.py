@@ -142,7 +142,7 @@ def build_trainer(cfg: Config, recipe: Recipe, run_dir: Path, extra_callbacks: l
         # (e.g. by a validation before fitting) cannot be updated in place afterwards.
         inference_mode=False,
         logger=tb,
-        callbacks=build_callbacks(cfg, recipe, run_dir) + list(extra_callbacks or []),
+        callbacks=build_callbacks(cfg, recipe, run_dir) + recipe.callbacks(cfg) + list(extra_callbacks or []),
         # torch's SyncBatchNorm has GPU kernels only; the plugin picks a gloo-capable one on CPU. Added only
         # when asked for: Lightning turns layer syncing on for any such plugin.
         plugins=[AtomicCheckpointIO(), *([SyncBatchNormPlugin()] if t.sync_batchnorm else [])],
@@ -154,10 +154,11 @@ def build_trainer(cfg: Config, recipe: Recipe, run_dir: Path, extra_callbacks: l
 # -------------------------------------------------------------------------------------------- commands
 def _validate_untrained(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any) -> dict[str, float]:
     """Score the freshly initialised model (the "untrained" baseline every recipe should report)."""
-    metrics_cb = next(c for c in trainer.callbacks if isinstance(c, MetricsFileCallback))
-    metrics_cb.validate_stage = "untrained"
-    results = trainer.validate(module, datamodule=datamodule, verbose=False)
-    metrics_cb.validate_stage = "validate"
+    module.scoring_untrained = True
+    try:
+        results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    finally:
+        module.scoring_untrained = False
     untrained = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if global_rank() == 0:
         print("untrained model: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(untrained.items())), flush=True)
@@ -173,9 +174,6 @@ def _fit(cfg: Config, run_dir: Path, ckpt_path: Path | None) -> dict[str, float]
     if cfg.trainer.validate_before_fit and ckpt_path is None:
         _validate_untrained(trainer, module, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    finish = getattr(module, "on_run_end", None)
-    if callable(finish) and trainer.is_global_zero:
-        finish(run_dir, datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     if not metrics and ckpt_path is not None:
         # resuming a run that had already finished trains nothing: report what the run recorded last
@@ -236,9 +234,6 @@ def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str]) -> tuple[
     run_dir = agree_on_run_dir(cfg)
     trainer = build_trainer(cfg, recipe, run_dir)
     results = trainer.validate(module, datamodule=datamodule)
-    finish = getattr(module, "on_run_end", None)
-    if callable(finish) and trainer.is_global_zero:
-        finish(run_dir, datamodule)
     return run_dir, {k: float(v) for k, v in (results[0] if results else {}).items()}
 
 

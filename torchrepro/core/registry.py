@@ -18,12 +18,24 @@ if TYPE_CHECKING:
     import pytorch_lightning as pl
 
 
+def _no_callbacks(cfg: cfgmod.Config) -> list["pl.Callback"]:
+    return []
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """What the engine needs to know about a recipe.
+    """What the engine and the contract test need to know about a recipe.
 
-    ``build(cfg)`` returns ``(LightningModule, LightningDataModule)``; ``evaluate_extra`` (optional) writes
-    recipe-specific artefacts (plots) into the run directory after fitting or evaluation.
+    * ``build(cfg)`` returns ``(LightningModule, LightningDataModule)``.
+    * ``callbacks(cfg)`` returns the recipe's Lightning callbacks (plots and other artefacts, usually
+      :class:`~torchrepro.core.callbacks.RunArtefacts` subclasses); the engine adds them to every trainer.
+    * ``default_monitor`` / ``default_mode``: the validation metric that picks ``best.ckpt``.
+    * ``baseline_metric``: a non-learned reference the recipe logs beside its metric (printed with the untrained
+      model's line), or None.
+    * ``synthetic_config``: the shipped config (relative to the repository) that runs offline on generated data;
+      ``tiny_overrides``: overrides that shrink it to a few seconds of data and steps. The contract test
+      (``tests/test_contract.py``) trains, kills, resumes, evaluates and runs every registered recipe under
+      ``torchrun`` with them.
     """
 
     name: str
@@ -33,6 +45,10 @@ class Recipe:
     build: Callable[[cfgmod.Config], tuple["pl.LightningModule", "pl.LightningDataModule"]]
     default_monitor: str | None = None
     default_mode: str = "max"
+    callbacks: Callable[[cfgmod.Config], list["pl.Callback"]] = _no_callbacks
+    baseline_metric: str | None = None
+    synthetic_config: str | None = None
+    tiny_overrides: tuple[str, ...] = ()
 
 
 _RECIPES: dict[str, Recipe] = {}

@@ -1,9 +1,11 @@
 """Driving-direction data: the seed's CSV format and torchvision's ImageFolder layout.
 
-CSV format (SEEDS.md §4): a CSV whose rows are ``image_name,label`` (name without extension; an optional
+CSV format (the seed's driving simulator write-up): a CSV whose rows are ``image_name,label`` (name without extension; an optional
 header line ``image_name,label``) next to a folder of images. ImageFolder: ``<split>/<class>/<image>``.
 Both return ``(image tensor, class index)``; the training split takes ``(epoch, index)`` keys so that its
 augmentation is a pure function of ``(seed, epoch, index)``.
+
+:class:`DrivingDataModule` builds the loaders from the ``data:`` block (:class:`~torchrepro.driving.config.DrivingData`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import csv
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import pytorch_lightning as pl
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
-from torchrepro.core.data import keyed_rng
+from torchrepro.core.config import Config
+from torchrepro.core.data import ResumableLoader, ResumableSampler, keyed_rng
 from torchrepro.core.errors import DataError
+from torchrepro.core.evaluation import eval_loader
+from torchrepro.driving.config import DrivingData
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -118,3 +125,66 @@ def class_counts(items: list[tuple[Path, Any]], n_classes: int) -> list[int]:
     for _, label in items:
         counts[label] += 1
     return counts
+
+
+def build_transforms(size: int, train: bool, augment: bool = True) -> v2.Compose:
+    """The seed's normalisation (mean 0.5, std 0.5); photometric jitter and a small shift for training.
+
+    No random-resized crop: the bend that decides the class lives in the few rows under the horizon, and a
+    crop that cuts them away would turn a "left" image into an unlabelled one.
+    """
+    ops: list = [v2.PILToTensor(), v2.Resize((size, size), antialias=True)]
+    if train and augment:
+        ops += [v2.RandomAffine(degrees=0, translate=(0.05, 0.05)),
+                v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)]
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)]
+    return v2.Compose(ops)
+
+
+class DrivingDataModule(pl.LightningDataModule):
+    """Training and validation splits from the generated scenes, a CSV data set or an ImageFolder."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.d: DrivingData = cfg.data
+        self.train_set: DirectionDataset | None = None
+        self.val_set: DirectionDataset | None = None
+
+    def _synthetic_root(self) -> Path:
+        d = self.d
+        return Path(d.synthetic_dir) / f"seed{self.cfg.seed}-n{d.synthetic_train}-{d.synthetic_val}-s{d.synthetic_size}"
+
+    def prepare_data(self) -> None:
+        if self.d.source == "synthetic":  # Lightning calls this on local rank 0 only
+            from torchrepro.driving.synthetic import generate_dataset
+
+            d = self.d
+            generate_dataset(self._synthetic_root(), d.synthetic_train, d.synthetic_val, seed=self.cfg.seed,
+                             size=d.synthetic_size)
+
+    def _items(self, split: str) -> list:
+        d = self.d
+        if d.source == "imagefolder":
+            return read_image_folder(Path(d.root) / split, d.classes)
+        if d.source == "synthetic":
+            base = self._synthetic_root() / split
+            return read_label_csv(base / "labels.csv", base / "images", d.classes)
+        base = Path(d.root) / split
+        return read_label_csv(base / d.csv, base / d.images, d.classes)
+
+    def setup(self, stage: str | None = None) -> None:
+        d = self.d
+        if self.train_set is None and stage in (None, "fit"):
+            self.train_set = DirectionDataset(self._items(d.train_split), build_transforms(d.image_size, True, d.augment),
+                                              d.classes, seed=self.cfg.seed, flip_swap=d.flip_swap)
+        if self.val_set is None:
+            self.val_set = DirectionDataset(self._items(d.val_split), build_transforms(d.image_size, False), d.classes)
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = ResumableSampler(self.train_set, seed=self.cfg.seed, shuffle=True, keyed=True)
+        return ResumableLoader(self.train_set, sampler, batch_size=self.d.batch_size, drop_last=False,
+                               num_workers=self.d.num_workers, persistent_workers=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return eval_loader(self.val_set, self.d.val_batch_size, self.d.num_workers, trainer=self.trainer)

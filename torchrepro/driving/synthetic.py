@@ -21,26 +21,29 @@ Camera model (a pinhole over a flat ground plane, all in "world units"):
   only *how it bends* does.
 
 On disk a split is ``<dir>/images/<name>.jpg`` plus ``<dir>/labels.csv`` with
-the header ``image_name,label`` (names without extension).
+the header ``image_name,label`` (names without extension), and ``<dir>/generated.json``, the stamp of the
+parameters it was generated with (see :mod:`torchrepro.core.generated`).
 """
 
 from __future__ import annotations
 
-import colorsys
 import csv
-import os
-import shutil
-import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from torchrepro.core.generated import publish_once
+from torchrepro.render.raster import RGB, camera_response, hsv_to_rgb, to_uint8
+
 CLASSES: tuple[str, ...] = ("left", "right", "straight")
 
-RGB = tuple[float, float, float]
 Rng = np.random.Generator
+
+#: Bump when the rendering changes, so that cached splits are regenerated.
+GENERATOR_VERSION = 1
 
 #: Focal length in pixels as a fraction of the image size (~85 deg field of view).
 FOCAL_FRACTION = 0.55
@@ -184,12 +187,6 @@ def road_centre_px(
 # --------------------------------------------------------------------------
 
 
-def _hsv(h: float, s: float, v: float) -> RGB:
-    """HSV -> RGB with hue wrapped, as plain floats (hashable for the dataclass)."""
-    r, g, b = colorsys.hsv_to_rgb(h % 1.0, float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1)))
-    return (float(r), float(g), float(b))
-
-
 def _mix(a: RGB, b: RGB, t: float) -> RGB:
     return tuple(float(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
 
@@ -227,20 +224,20 @@ def _sample_sky(rng: Rng) -> dict[str, float | RGB]:
     kind = rng.choice(3, p=[0.55, 0.3, 0.15])
     if kind == 0:  # clear blue, lighter and paler at the horizon
         hue, val = rng.uniform(0.54, 0.63), rng.uniform(0.65, 1.0)
-        top = _hsv(hue, rng.uniform(0.35, 0.75), val)
-        hor = _hsv(hue, rng.uniform(0.05, 0.3), min(1.0, val + 0.15))
+        top = hsv_to_rgb(hue, rng.uniform(0.35, 0.75), val)
+        hor = hsv_to_rgb(hue, rng.uniform(0.05, 0.3), min(1.0, val + 0.15))
         clouds = rng.uniform(0.0, 0.35)
     elif kind == 1:  # overcast grey
         val = rng.uniform(0.5, 0.9)
-        top = _hsv(rng.uniform(0.5, 0.7), rng.uniform(0, 0.1), val)
-        hor = _hsv(rng.uniform(0.5, 0.7), rng.uniform(0, 0.06), min(1.0, val + 0.1))
+        top = hsv_to_rgb(rng.uniform(0.5, 0.7), rng.uniform(0, 0.1), val)
+        hor = hsv_to_rgb(rng.uniform(0.5, 0.7), rng.uniform(0, 0.06), min(1.0, val + 0.1))
         clouds = rng.uniform(0.1, 0.4)
     else:  # dusk: dark blue over orange
-        top = _hsv(rng.uniform(0.6, 0.7), rng.uniform(0.4, 0.7), rng.uniform(0.25, 0.5))
-        hor = _hsv(rng.uniform(0.02, 0.12), rng.uniform(0.4, 0.8), rng.uniform(0.7, 1.0))
+        top = hsv_to_rgb(rng.uniform(0.6, 0.7), rng.uniform(0.4, 0.7), rng.uniform(0.25, 0.5))
+        hor = hsv_to_rgb(rng.uniform(0.02, 0.12), rng.uniform(0.4, 0.8), rng.uniform(0.7, 1.0))
         clouds = rng.uniform(0.0, 0.2)
     hills = rng.uniform(0.02, 0.09) if rng.uniform() < 0.65 else 0.0
-    hill_rgb = _mix(_hsv(rng.uniform(0.2, 0.4), rng.uniform(0.2, 0.5), 0.3), hor, 0.45)
+    hill_rgb = _mix(hsv_to_rgb(rng.uniform(0.2, 0.4), rng.uniform(0.2, 0.5), 0.3), hor, 0.45)
     return dict(sky_top=top, sky_horizon=hor, clouds=clouds, hills=hills, hill_rgb=hill_rgb)
 
 
@@ -248,20 +245,20 @@ def _sample_ground(rng: np.random.Generator) -> RGB:
     """Grass, dry field, bare soil/sand or (rarely) snow."""
     kind = rng.choice(4, p=[0.45, 0.25, 0.2, 0.1])
     if kind == 0:
-        return _hsv(rng.uniform(0.2, 0.33), rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.6))
+        return hsv_to_rgb(rng.uniform(0.2, 0.33), rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.6))
     if kind == 1:
-        return _hsv(rng.uniform(0.08, 0.15), rng.uniform(0.3, 0.6), rng.uniform(0.4, 0.7))
+        return hsv_to_rgb(rng.uniform(0.08, 0.15), rng.uniform(0.3, 0.6), rng.uniform(0.4, 0.7))
     if kind == 2:
-        return _hsv(rng.uniform(0.05, 0.12), rng.uniform(0.05, 0.3), rng.uniform(0.35, 0.7))
-    return _hsv(rng.uniform(0.55, 0.65), rng.uniform(0.0, 0.06), rng.uniform(0.8, 0.95))
+        return hsv_to_rgb(rng.uniform(0.05, 0.12), rng.uniform(0.05, 0.3), rng.uniform(0.35, 0.7))
+    return hsv_to_rgb(rng.uniform(0.55, 0.65), rng.uniform(0.0, 0.06), rng.uniform(0.8, 0.95))
 
 
 def _sample_surface(rng: Rng) -> dict[str, float | RGB]:
     """Ground, asphalt, shoulder and lane-marking appearance."""
     ground = _sample_ground(rng)
-    road = _hsv(rng.uniform(0, 1), rng.uniform(0, 0.1), rng.uniform(0.18, 0.55))
-    yellow = _hsv(rng.uniform(0.11, 0.15), rng.uniform(0.55, 0.8), rng.uniform(0.75, 0.95))
-    white = _hsv(0.0, 0.0, rng.uniform(0.8, 1.0))
+    road = hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0, 0.1), rng.uniform(0.18, 0.55))
+    yellow = hsv_to_rgb(rng.uniform(0.11, 0.15), rng.uniform(0.55, 0.8), rng.uniform(0.75, 0.95))
+    white = hsv_to_rgb(0.0, 0.0, rng.uniform(0.8, 1.0))
     return dict(
         ground_rgb=ground,
         ground_texture=rng.uniform(0.05, 0.25),
@@ -308,7 +305,7 @@ def _sample_cars(rng: Rng, view_depth: float, hw: float) -> tuple[CarParams, ...
                 lane_offset=rng.uniform(-0.55, 0.55) * hw,
                 width=width,
                 height=width * rng.uniform(0.75, 1.0),
-                rgb=_hsv(rng.uniform(0, 1), rng.uniform(0, 0.8), rng.uniform(0.15, 0.95)),
+                rgb=hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0, 0.8), rng.uniform(0.15, 0.95)),
             )
         )
     return tuple(cars)
@@ -327,9 +324,9 @@ def _sample_roadside(rng: Rng, view_depth: float, hw: float) -> tuple[RoadsidePa
                 kind="tree" if tree else "pole",
                 height=rng.uniform(1.2, 2.5) if tree else rng.uniform(1.0, 2.0),
                 width=rng.uniform(0.5, 1.0) if tree else rng.uniform(0.03, 0.07),
-                rgb=_hsv(rng.uniform(0.22, 0.38), rng.uniform(0.4, 0.8), rng.uniform(0.15, 0.4))
+                rgb=hsv_to_rgb(rng.uniform(0.22, 0.38), rng.uniform(0.4, 0.8), rng.uniform(0.15, 0.4))
                 if tree
-                else _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.0, 0.4), rng.uniform(0.25, 0.7)),
+                else hsv_to_rgb(rng.uniform(0.05, 0.1), rng.uniform(0.0, 0.4), rng.uniform(0.25, 0.7)),
             )
         )
     return tuple(objs)
@@ -620,21 +617,10 @@ def _draw_objects(img: np.ndarray, params: RoadSceneParams, cam: _Camera) -> Non
             _draw_roadside(img, obj, params, cam)
 
 
-def _blur3(img: np.ndarray) -> np.ndarray:
-    """Separable [1, 2, 1] / 4 blur with edge replication (slight defocus/motion)."""
-    p = np.pad(img, ((1, 1), (0, 0), (0, 0)), mode="edge")
-    img = 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
-    p = np.pad(img, ((0, 0), (1, 1), (0, 0)), mode="edge")
-    return 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
-
-
 def _photometry(img: np.ndarray, params: RoadSceneParams, rng: Rng) -> np.ndarray:
     """Exposure, contrast, white balance, blur and sensor noise."""
-    img = (img - 0.5) * params.contrast + 0.5
-    img = img * (params.brightness * np.asarray(params.colour_gain, np.float32))
-    if params.blur:
-        img = _blur3(img)
-    return img + params.noise_sigma * rng.standard_normal(img.shape, dtype=np.float32)
+    return camera_response(img, params.contrast, params.brightness, params.colour_gain, int(params.blur),
+                           params.noise_sigma, rng)
 
 
 def render_scene(params: RoadSceneParams, size: int) -> np.ndarray:
@@ -649,8 +635,7 @@ def render_scene(params: RoadSceneParams, size: int) -> np.ndarray:
     below = np.broadcast_to(cam.ground_cov[:, None], (size, size))
     img = _lerp(_sky(params, cam, table), ground, below)
     _draw_objects(img, params, cam)
-    img = _photometry(img, params, rng)
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(_photometry(img, params, rng))
 
 
 # --------------------------------------------------------------------------
@@ -670,20 +655,25 @@ def _image_names(n_images: int) -> list[str]:
     return [f"{i:0{width}d}" for i in range(n_images)]
 
 
-def _is_complete(out_dir: Path, n_images: int) -> bool:
-    """True if ``out_dir`` holds a finished split of ``n_images`` images."""
+def _is_intact(out_dir: Path, stamp: dict) -> bool:
+    """True if every image that ``out_dir/labels.csv`` lists is there (a stamped split may lose files)."""
     csv_path = out_dir / CSV_NAME
     if not csv_path.is_file():
         return False
     with csv_path.open(newline="") as fh:
         rows = list(csv.reader(fh))
-    if not rows or tuple(rows[0]) != CSV_HEADER or len(rows) - 1 != n_images:
+    if not rows or tuple(rows[0]) != CSV_HEADER or len(rows) - 1 != stamp["params"]["n_images"]:
         return False
     return all((out_dir / IMAGES_DIR / f"{r[0]}.jpg").is_file() for r in rows[1:])
 
 
-def _write_split(target: Path, n_images: int, seed: int, size: int) -> None:
-    """Render and write every image plus the CSV into ``target`` (an empty dir)."""
+def _is_legacy_split(out_dir: Path) -> bool:
+    """An unstamped split written before splits were stamped: nothing but ``images/`` and the CSV."""
+    return {p.name for p in out_dir.iterdir()} <= {IMAGES_DIR, CSV_NAME}
+
+
+def _write_split(target: Path, n_images: int, seed: int, size: int) -> dict[str, dict[str, int]]:
+    """Render and write every image plus the CSV into ``target`` (an empty dir); returns the label counts."""
     (target / IMAGES_DIR).mkdir()
     names, labels = _image_names(n_images), _split_labels(n_images, seed)
     for i, (name, label) in enumerate(zip(names, labels)):
@@ -695,51 +685,26 @@ def _write_split(target: Path, n_images: int, seed: int, size: int) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(CSV_HEADER)
         writer.writerows(zip(names, labels))
-
-
-def _publish(tmp: Path, out_dir: Path, n_images: int) -> None:
-    """Move the finished ``tmp`` into place.
-
-    A stale ``out_dir`` (wrong size) is first moved aside, so readers see
-    either the old or the new set, never a mixture.  If a concurrent run
-    published a complete set first, ours is simply discarded by the caller.
-    """
-    if out_dir.exists():
-        graveyard = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.rename(out_dir, graveyard / "old")
-        shutil.rmtree(graveyard, ignore_errors=True)
-    try:
-        os.rename(tmp, out_dir)
-    except OSError:
-        if not _is_complete(out_dir, n_images):
-            raise
+    return {"counts": dict(sorted(Counter(labels).items()))}
 
 
 def generate_split(out_dir: Path, n_images: int, seed: int, size: int = 96) -> Path:
     """Write out_dir/images/*.jpg and out_dir/labels.csv (balanced classes, shuffled order). Returns csv path.
 
-    Deterministic: same (n_images, seed, size) -> byte-identical files. Skips work if out_dir/labels.csv
-    already exists with the right number of rows (idempotent cache), otherwise writes atomically
-    (write into a temporary sibling dir, then rename) so an interrupted run never leaves a half set.
-
-    Note that the cache check looks at the row count (and that every listed
-    image exists), not at ``seed`` or ``size``: delete ``out_dir`` to force a
-    regeneration with other settings.
+    Deterministic: same (n_images, seed, size) -> byte-identical files. A split stamped with the same
+    (n_images, seed, size) and generator version is reused as it is; any other one is regenerated, written
+    into a temporary sibling dir and renamed into place, so an interrupted run never leaves a half set (see
+    :func:`torchrepro.core.generated.publish_once`).
     """
     out_dir = Path(out_dir)
     if n_images < 0:
         raise ValueError(f"n_images must be >= 0, got {n_images}")
-    if _is_complete(out_dir, n_images):
-        return out_dir / CSV_NAME
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0o700; the published set should be readable
-        _write_split(tmp, n_images, seed, size)
-        _publish(tmp, out_dir, n_images)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    params = {"n_images": int(n_images), "seed": int(seed), "size": int(size)}
+    publish_once(
+        out_dir, lambda tmp: _write_split(tmp, n_images, seed, size), generator=__name__,
+        version=GENERATOR_VERSION, params=params, bytes_needed=n_images * (size * size + 4096) + 65536,
+        config_key="data.synthetic_dir", intact=_is_intact, legacy=_is_legacy_split,
+    )
     return out_dir / CSV_NAME
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from torchrepro.core.errors import DataError
 from torchrepro.core.seeding import derive_seed
-from torchrepro.place_recognition.data import WindowAugment
+from torchrepro.place_recognition.windows import WindowAugment
 
 log = logging.getLogger(__name__)
 

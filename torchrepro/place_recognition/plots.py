@@ -1,9 +1,12 @@
-"""Run artefacts of the place-recognition recipe: recall@N curve, retrieval examples, a polarity picture."""
+"""Run artefacts of the place-recognition recipe: recall@N curve, retrieval examples, a polarity picture.
+
+:class:`VPRPlots` is the recipe's artefact callback; it reads what the task and the DataModule hold after the
+last evaluation (``last_eval``, positions, evaluation windows) and imports neither.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,23 +14,15 @@ matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
+from torchrepro.core.callbacks import RunArtefacts  # noqa: E402
 from torchrepro.core.plots import plot_curves  # noqa: E402
 from torchrepro.core.rundir import METRICS_NAME  # noqa: E402
-from torchrepro.retrieval.recall import first_hit_rank, nearest_distance  # noqa: E402
+from torchrepro.retrieval.recall import recall_curve  # noqa: E402
 
-if TYPE_CHECKING:
-    from torchrepro.place_recognition.task import VPRDataModule, VPRTask
-
-__all__ = ["polarity_rgb", "recall_curve", "write_run_plots"]
-
-
-def recall_curve(topk: np.ndarray, q_pos: np.ndarray, db_pos: np.ndarray, threshold_m: float) -> np.ndarray:
-    """recall@N for N = 1 … ``topk.shape[1]``, over the queries that have a database item within range."""
-    answerable = nearest_distance(q_pos, db_pos) <= threshold_m
-    first = first_hit_rank(topk, q_pos, db_pos, threshold_m)[answerable]
-    return np.array([(first < n).mean() for n in range(1, topk.shape[1] + 1)])
+__all__ = ["VPRPlots", "polarity_rgb", "save_recall_curve"]
 
 
 def save_recall_curve(curves: dict[str, np.ndarray], out: Path, threshold_m: float) -> Path:
@@ -63,7 +58,8 @@ def polarity_rgb(grid: torch.Tensor | np.ndarray, representation: str) -> np.nda
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-def _retrieval_examples(task: VPRTask, dm: VPRDataModule, out: Path, n_queries: int = 8, k: int = 5) -> Path | None:
+def _retrieval_examples(task: pl.LightningModule, dm: pl.LightningDataModule, out: Path, n_queries: int = 8,
+                        k: int = 5) -> Path | None:
     from torchrepro.retrieval.plots import save_ranked_results
 
     topk = task.last_eval["topk"][:, :k]
@@ -84,21 +80,23 @@ def _retrieval_examples(task: VPRTask, dm: VPRDataModule, out: Path, n_queries: 
     return save_ranked_results(queries, retrieved, dist <= task.cfg.data.eval_m, out, query_titles=titles)
 
 
-def write_run_plots(run_dir: Path, task: VPRTask, dm: VPRDataModule) -> None:
+class VPRPlots(RunArtefacts):
     """recall_curve.png (trained model vs the event-count baseline), retrievals.png, window_polarity.png,
     curves.png (loss and recall@1 per epoch)."""
-    thr = task.cfg.data.eval_m
-    if task.last_eval is not None:
-        curves = {"trained model": recall_curve(task.last_eval["topk"], dm.query_pos, dm.db_pos, thr)}
-        if dm.baseline_topk is not None:
-            curves["event-count image, cosine"] = recall_curve(dm.baseline_topk, dm.query_pos, dm.db_pos, thr)
-        save_recall_curve(curves, run_dir / "recall_curve.png", thr)
-        _retrieval_examples(task, dm, run_dir / "retrievals.png")
-    if dm.test_source is not None:
-        from torchrepro.events.plots import save_polarity_image
 
-        d = task.cfg.data
-        middle = len(dm.test_source) // 2
-        save_polarity_image(dm.test_source.events(middle), d.sensor_height, d.sensor_width,
-                            run_dir / "window_polarity.png", title=f"{dm.test_source.name}, window {middle}")
-    plot_curves(run_dir / METRICS_NAME, run_dir / "curves.png", ["train_loss", "recall@1", "recall@5"])
+    def write(self, run_dir: Path, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        dm = trainer.datamodule
+        d = pl_module.cfg.data
+        if pl_module.last_eval is not None:
+            curves = {"trained model": recall_curve(pl_module.last_eval["topk"], dm.query_pos, dm.db_pos, d.eval_m)}
+            if dm.baseline_topk is not None:
+                curves["event-count image, cosine"] = recall_curve(dm.baseline_topk, dm.query_pos, dm.db_pos, d.eval_m)
+            save_recall_curve(curves, run_dir / "recall_curve.png", d.eval_m)
+            _retrieval_examples(pl_module, dm, run_dir / "retrievals.png")
+        if dm.test_source is not None:
+            from torchrepro.events.plots import save_polarity_image
+
+            middle = len(dm.test_source) // 2
+            save_polarity_image(dm.test_source.events(middle), d.sensor_height, d.sensor_width,
+                                run_dir / "window_polarity.png", title=f"{dm.test_source.name}, window {middle}")
+        plot_curves(run_dir / METRICS_NAME, run_dir / "curves.png", ["train_loss", "recall@1", "recall@5"])

@@ -2,39 +2,43 @@
 
 Training items come from :class:`~torchrepro.retrieval.sampler.RandomIdentitySampler` in keyed mode, so each
 item's augmentation is a pure function of ``(seed, epoch, slot)`` (exact resume, any worker count). Optional
-aligned textures (SAN, SEEDS.md §2) are read from the path :func:`texture_path` derives from the image path,
+aligned textures (SAN: Jin et al., "Semantics-Aligned Representation Learning for Person Re-identification",
+AAAI 2020, §3) are read from the path :func:`texture_path` derives from the image path,
 normalised with mean 0.5 and std 0.5 to [−1, 1]. Textures are not augmented: a texture lives in the body's UV
 space, where an image flip or crop has no simple counterpart (the seed loads them untouched too).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from torchrepro.core.config import Config
+from torchrepro.core.data import ResumableLoader
+from torchrepro.core.distributed import rank_zero_first
 from torchrepro.core.errors import DataError
+from torchrepro.core.evaluation import eval_loader
 from torchrepro.core.seeding import derive_seed
-from torchrepro.reid.synthetic import texture_path  # the loader convention lives with the generator
-from torchrepro.reid.datasets import ReidItem, ReidSplit, combine_sources, read_cuhk03_new, read_dukemtmc, read_market1501
+from torchrepro.reid.config import ReidData, uses_decoder
+from torchrepro.retrieval.rank import evaluate_market1501
+from torchrepro.retrieval.sampler import RandomIdentitySampler
+from torchrepro.reid.datasets import DATASETS, ReidItem, ReidSplit, combine_sources, texture_path
 
-__all__ = ["DATASETS", "ReidImageDataset", "build_transforms", "load_target", "load_sources", "texture_path"]
+__all__ = ["DATASETS", "ReidDataModule", "ReidImageDataset", "build_transforms", "load_target", "load_sources",
+           "target_ids", "texture_path"]
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-DATASETS: dict[str, Callable[[Path], ReidSplit]] = {
-    "market1501": read_market1501,
-    "dukemtmc": read_dukemtmc,
-    "cuhk03_labeled": lambda root: read_cuhk03_new(root, "labeled"),
-    "cuhk03_detected": lambda root: read_cuhk03_new(root, "detected"),
-    "synthetic": read_market1501,  # the generator writes the Market-1501 layout
-}
 
 
 def build_transforms(height: int, width: int, train: bool, flip: float = 0.5, pad: int = 10,
@@ -133,3 +137,100 @@ def load_sources(names: list[str], roots: dict[str, str]) -> tuple[list[ReidItem
 def load_target(name: str, root: str) -> TargetSet:
     split = _read(name, Path(root))
     return TargetSet(name, split.query, split.gallery, Path(root))
+
+
+class ReidDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.d: ReidData = cfg.data
+        self.train_set: ReidImageDataset | None = None
+        self.targets: list[TargetSet] = []
+        self.eval_sets: list[ReidImageDataset] = []
+        self.baseline: dict[str, float] = {}
+
+    def _roots(self) -> dict[str, str]:
+        roots = dict(self.d.roots)
+        if "synthetic" in [*self.d.sources, *self.d.targets]:
+            roots["synthetic"] = str(self._synthetic_root())
+        return roots
+
+    def _synthetic_root(self) -> Path:
+        from torchrepro.reid.synthetic import generate_persons
+
+        d = self.d
+        root = Path(d.synthetic_dir) / f"seed{self.cfg.seed}-ids{d.synthetic_train_ids}-{d.synthetic_test_ids}"
+        generate_persons(root, seed=self.cfg.seed, num_train_ids=d.synthetic_train_ids, num_test_ids=d.synthetic_test_ids)
+        return root
+
+    def prepare_data(self) -> None:
+        if "synthetic" in [*self.d.sources, *self.d.targets]:
+            self._synthetic_root()
+
+    @property
+    def num_classes(self) -> int:
+        return len({it.pid for it in self.train_set.items})
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        d = self.d
+        with rank_zero_first():
+            roots = self._roots()
+        items, item_roots = load_sources(d.sources, roots)
+        tex_size = (d.texture_height, d.texture_width)
+        train_tf = build_transforms(d.height, d.width, True, d.flip, d.pad, d.erasing)
+        self.train_set = ReidImageDataset(items, train_tf, self.cfg.seed,
+                                          item_roots if uses_decoder(self.cfg) else None, tex_size)
+        if uses_decoder(self.cfg):
+            check_textures(items, item_roots)
+        test_tf = build_transforms(d.height, d.width, False)
+        self.targets = [load_target(name, roots[name]) for name in d.targets]
+        self.eval_sets = [ReidImageDataset(t.query + t.gallery, test_tf) for t in self.targets]
+        if "synthetic" in d.targets:
+            self.baseline = self._colour_baseline(self.targets[d.targets.index("synthetic")])
+        log.info("re-ID: %d training images of %d identities; targets: %s", len(items), self.num_classes,
+                 ", ".join(f"{t.name} ({len(t.query)} query / {len(t.gallery)} gallery)" for t in self.targets))
+
+    def _colour_baseline(self, target: TargetSet) -> dict[str, float]:
+        """The non-learned reference: stripe colour histograms compared by cosine, Market-1501 protocol."""
+        from PIL import Image
+
+        from torchrepro.reid.baselines import colour_histogram_features
+
+        def feats(items):
+            imgs = np.stack([np.asarray(Image.open(it.path).convert("RGB").resize((self.d.width, self.d.height)))
+                             for it in items])
+            return colour_histogram_features(imgs)
+
+        q, g = feats(target.query), feats(target.gallery)
+        res = evaluate_market1501(1.0 - q @ g.T, *target_ids(target))
+        return {f"baseline_colour_{k}": float(res[k]) for k in ("rank-1", "mAP")}
+
+    def train_dataloader(self) -> DataLoader:
+        d = self.d
+        pids = [it.pid for it in self.train_set.items]
+        sampler = RandomIdentitySampler(pids, d.batch_size, d.num_instances, seed=self.cfg.seed, keyed=True)
+        return ResumableLoader(self.train_set, sampler, batch_size=d.batch_size, drop_last=False,
+                               num_workers=d.num_workers, persistent_workers=False)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [eval_loader(ds, self.d.test_batch_size, self.d.num_workers, trainer=self.trainer)
+                for ds in self.eval_sets]
+
+def check_textures(items: list, roots: list[Path]) -> None:
+    """Fail before training when an image lacks its aligned texture (the reconstruction loss needs every one)."""
+    missing = [(it.path, texture_path(root, it.path)) for it, root in zip(items, roots)
+               if not texture_path(root, it.path).is_file()]
+    if missing:
+        image, texture = missing[0]
+        raise DataError(
+            f"texture {texture} for image {image} is missing ({len(missing)} of {len(items)} training images have "
+            f"none); write pseudo textures with `torchrepro tool reid-textures` or use model.method=bot"
+        )
+
+
+def target_ids(target: TargetSet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    q, g = target.query, target.gallery
+    return (np.array([i.pid for i in q]), np.array([i.pid for i in g]),
+            np.array([i.camid for i in q]), np.array([i.camid for i in g]))

@@ -3,6 +3,9 @@
 Follows torchreid (``torchreid/data/datasets/image/{market1501,dukemtmcreid,cuhk03}.py``): pid -1 is junk and
 skipped everywhere, pid 0 (Market background/distractors) is kept in the gallery only, camera ids become 0-based,
 and training pids are relabelled to ``0..N-1`` (query/gallery keep raw pids so that evaluation matches them).
+
+Aligned textures (SAN: Jin et al., "Semantics-Aligned Representation Learning for Person Re-identification",
+AAAI 2020, the PIT set) live beside the images of a Market-1501-style root: :func:`texture_path`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 
@@ -24,10 +27,13 @@ __all__ = [
     "read_dukemtmc",
     "read_cuhk03_new",
     "combine_sources",
+    "texture_path",
 ]
 
 _MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)")
 _MARKET_PATTERN = "<pid>_c<camera>..., e.g. 0002_c1s1_000451_03.jpg"
+#: Folder under a data set root that holds the aligned textures, one sub-folder per image folder.
+TEXTURE_DIR = "texture"
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,16 @@ def _read_market_dir(folder: Path, num_cameras: int, keep_background: bool) -> l
 def _relabel(raw: list[tuple[Path, int, int]]) -> list[ReidItem]:
     pid2label = {pid: i for i, pid in enumerate(sorted({pid for _, pid, _ in raw}))}
     return [ReidItem(path, pid2label[pid], camid) for path, pid, camid in raw]
+
+
+def texture_path(root: Path, image_path: Path) -> Path:
+    """``root/<split>/<stem>.jpg`` -> ``root/texture/<split>/<stem>.png``: where an image's aligned texture lives.
+
+    Our analogue of the SAN loader's look-up (``img_path.replace('images_labeled', 'texture_...')``); the
+    synthetic persons and ``torchrepro tool reid-textures`` write textures there.
+    """
+    image_path = Path(image_path)
+    return Path(root) / TEXTURE_DIR / image_path.parent.name / f"{image_path.stem}.png"
 
 
 def read_market1501(root: Path, num_cameras: int = 6) -> ReidSplit:
@@ -204,3 +220,13 @@ def combine_sources(splits: list[ReidSplit]) -> list[ReidItem]:
         merged.extend(ReidItem(it.path, it.pid + offset, it.camid) for it in split.train)
         offset += max(it.pid for it in split.train) + 1
     return merged
+
+
+#: the readers by data-set name (``data.sources`` / ``data.targets``)
+DATASETS: dict[str, Callable[[Path], ReidSplit]] = {
+    "market1501": read_market1501,
+    "dukemtmc": read_dukemtmc,
+    "cuhk03_labeled": lambda root: read_cuhk03_new(root, "labeled"),
+    "cuhk03_detected": lambda root: read_cuhk03_new(root, "detected"),
+    "synthetic": read_market1501,  # the generator writes the Market-1501 layout
+}

@@ -1,29 +1,29 @@
 """Run artefacts of the re-ID recipe: ranked results (top-10 with green/red borders), texture reconstructions,
-training curves."""
+training curves, and the deployable encoder. The callbacks read what the task and the DataModule hold after the
+last evaluation and import neither."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from PIL import Image
 
+from torchrepro.core.callbacks import RunArtefacts
+from torchrepro.core.checkpoint_io import atomic_torch_save
 from torchrepro.core.plots import plot_curves
 from torchrepro.core.rundir import METRICS_NAME
 
-if TYPE_CHECKING:
-    from torchrepro.reid.task import ReidDataModule, ReidTask
-
-__all__ = ["texture_to_uint8", "write_run_plots"]
+__all__ = ["EncoderExport", "ReidPlots", "texture_to_uint8"]
 
 
 def texture_to_uint8(texture: torch.Tensor) -> np.ndarray:
     """A decoder texture ``[3, H, W]`` normalised with mean 0.5 / std 0.5 → ``[H, W, 3]`` uint8.
 
     De-normalise, clip to [0, 1], then scale and round. The seed computed ``(out / 2 + 0.5) * 255`` and cast
-    without clipping: values beyond [−1, 1] wrapped around in uint8 and corrupted its pictures (SEEDS.md §2).
+    without clipping: values beyond [−1, 1] wrapped around in uint8 and corrupted its pictures (the seed's SAN reproduction).
     """
     img = (texture.detach().float().cpu() * 0.5 + 0.5).clamp(0.0, 1.0)
     return (img.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
@@ -35,7 +35,7 @@ def _load(path: Path, height: int = 128) -> np.ndarray:
         return np.asarray(img.resize((max(1, round(img.width * height / img.height)), height)))
 
 
-def save_ranked(task: ReidTask, dm: ReidDataModule, out: Path, n_queries: int = 8, k: int = 10) -> Path | None:
+def save_ranked(task: pl.LightningModule, dm: pl.LightningDataModule, out: Path, n_queries: int = 8, k: int = 10) -> Path | None:
     """Queries (evenly spread over the query list) beside their top-``k`` gallery items after the protocol's
     same-pid-same-camera removal; green = same identity."""
     from torchrepro.retrieval.plots import save_ranked_results
@@ -59,7 +59,7 @@ def save_ranked(task: ReidTask, dm: ReidDataModule, out: Path, n_queries: int = 
 
 
 @torch.no_grad()
-def save_textures(task: ReidTask, dm: ReidDataModule, out: Path, n: int = 6) -> Path | None:
+def save_textures(task: pl.LightningModule, dm: pl.LightningDataModule, out: Path, n: int = 6) -> Path | None:
     """Rows of (input image, predicted texture, target texture) for a few training images."""
     if task.decoder is None or dm.train_set.texture_roots is None:
         return None
@@ -83,7 +83,21 @@ def save_textures(task: ReidTask, dm: ReidDataModule, out: Path, n: int = 6) -> 
     return out
 
 
-def write_run_plots(run_dir: Path, task: ReidTask, dm: ReidDataModule) -> None:
-    save_ranked(task, dm, run_dir / "ranked_results.png")
-    save_textures(task, dm, run_dir / "textures.png")
-    plot_curves(run_dir / METRICS_NAME, run_dir / "curves.png", ["train_loss", "rank-1", "mAP"])
+class ReidPlots(RunArtefacts):
+    """ranked_results.png, textures.png (SAN / SAN-PG) and curves.png."""
+
+    def write(self, run_dir: Path, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        save_ranked(pl_module, trainer.datamodule, run_dir / "ranked_results.png")
+        save_textures(pl_module, trainer.datamodule, run_dir / "textures.png")
+        plot_curves(run_dir / METRICS_NAME, run_dir / "curves.png", ["train_loss", "rank-1", "mAP"])
+
+
+class EncoderExport(RunArtefacts):
+    """``encoder.pth``: the deployable model, the encoder alone (SAN's decoder only shapes training; features are
+    the BNNeck's ``f_i``). Written by training runs only: an evaluation copies no weights."""
+
+    on_eval = False
+
+    def write(self, run_dir: Path, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = {k: v.detach().cpu() for k, v in pl_module.encoder.state_dict().items()}
+        atomic_torch_save(state, run_dir / "encoder.pth")

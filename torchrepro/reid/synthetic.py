@@ -37,12 +37,12 @@ On disk (``root`` = the Market-1501 root that :func:`torchrepro.reid.datasets.re
     root/texture/<split folder>/<image stem>.png                           the full texture of the person shown
     root/synthetic_persons.json                                            parameter stamp (written last)
 
-:func:`texture_path` maps an image path to its texture path; it is our analogue of the SAN code's
-``img_path.replace('images_labeled', 'texture_...')``.  Textures are written once per identity and the
-per-image files are hard links (copies where the file system has no hard links).  Every query identity has
-gallery images in at least one camera that holds none of its queries, so no query is dropped by the
-same-pid-same-camera rule of the Market protocol.  ``0000_`` and ``-1_`` images show badly cropped people of
-hidden identities (never in train or query), so they too have a texture.
+:func:`torchrepro.reid.datasets.texture_path` (the readers' side of the layout) maps an image path to its texture
+path; it is our analogue of the SAN code's ``img_path.replace('images_labeled', 'texture_...')``.  Textures are
+written once per identity and the per-image files are hard links (copies where the file system has no hard
+links).  Every query identity has gallery images in at least one camera that holds none of its queries, so no
+query is dropped by the same-pid-same-camera rule of the Market protocol.  ``0000_`` and ``-1_`` images show
+badly cropped people of hidden identities (never in train or query), so they too have a texture.
 
 Default set (``generate_persons(root)``): 200 train identities and 100 test identities with 12 images each
 (test: 1-2 queries, the rest gallery), 20 gallery-only distractor identities with 6 images each, 20 ``0000_``
@@ -53,16 +53,13 @@ features`, cosine, Market protocol) reaches rank-1 0.31 / mAP 0.18 with seed 0 a
 Deterministic: the same parameters give byte-identical JPEGs and PNGs (fixed JPEG quality, no metadata, every
 random draw from a ``SeedSequence`` keyed by (seed, stream, index)).  Idempotent: a complete set with the same
 parameters is returned at once; otherwise the set is generated in a temporary sibling directory and published
-by a rename, so readers never see a half-written set.
+by a rename, so readers never see a half-written set (:func:`torchrepro.core.generated.publish_once`).
 """
 
 from __future__ import annotations
 
-import colorsys
-import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +67,9 @@ import numpy as np
 from PIL import Image
 
 from torchrepro.core.errors import DataError
+from torchrepro.core.generated import publish_once
+from torchrepro.reid.datasets import TEXTURE_DIR, texture_path
+from torchrepro.render.raster import RGB, bilinear_lattice, camera_response, hsv_to_rgb, to_uint8
 
 __all__ = [
     "NUM_CAMERAS",
@@ -84,10 +84,8 @@ __all__ = [
     "sample_cameras",
     "sample_person",
     "sample_view",
-    "texture_path",
 ]
 
-RGB = tuple[float, float, float]
 Rng = np.random.Generator
 
 NUM_CAMERAS = 6
@@ -96,7 +94,6 @@ GENERATOR_VERSION = 1
 #: Fixed so that files are byte-identical across runs.
 JPEG_QUALITY = 92
 STAMP_NAME = "synthetic_persons.json"
-TEXTURE_DIR = "texture"
 TRAIN_DIR, QUERY_DIR, GALLERY_DIR = "bounding_box_train", "query", "bounding_box_test"
 SPLIT_DIRS = (TRAIN_DIR, QUERY_DIR, GALLERY_DIR)
 
@@ -264,11 +261,6 @@ def sample_person(rng: Rng) -> PersonParams:
     )
 
 
-def _hsv(h: float, s: float, v: float) -> RGB:
-    r, g, b = colorsys.hsv_to_rgb(h % 1.0, float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1)))
-    return (r, g, b)
-
-
 def sample_cameras(rng: Rng, num_cameras: int = NUM_CAMERAS) -> tuple[CameraParams, ...]:
     """Per-camera photometry and scene; strong enough casts that raw colour does not transfer across cameras."""
     cams = []
@@ -276,7 +268,8 @@ def sample_cameras(rng: Rng, num_cameras: int = NUM_CAMERAS) -> tuple[CameraPara
         cast = rng.normal(0.0, CAST_STD, 3)
         hue = rng.random()
         palette = tuple(
-            _hsv(hue + rng.normal(0, 0.08), rng.uniform(0.0, BG_SATURATION), rng.uniform(0.2, 0.85)) for _ in range(5)
+            hsv_to_rgb(hue + rng.normal(0, 0.08), rng.uniform(0.0, BG_SATURATION), rng.uniform(0.2, 0.85))
+            for _ in range(5)
         )
         cams.append(
             CameraParams(
@@ -312,7 +305,7 @@ def sample_view(rng: Rng, camera: CameraParams, crop: str = "good") -> ViewParam
         occluder=occluder,
         occ_pos=float(rng.uniform(0.0, 1.0)),
         occ_size=float(rng.uniform(0.15, 0.4)),
-        occ_rgb=_hsv(rng.random(), rng.uniform(0, 0.6), rng.uniform(0.15, 0.8)),
+        occ_rgb=hsv_to_rgb(rng.random(), rng.uniform(0, 0.6), rng.uniform(0.15, 0.8)),
     )
 
 
@@ -397,7 +390,7 @@ def make_texture(person: PersonParams, size: int = 64) -> np.ndarray:
         part = tex[rs, cs]
         part[np.broadcast_to(v >= cloth_to, part.shape[:2])] = skin
         part[np.broadcast_to(v >= SHOE_FROM, part.shape[:2])] = person.shoes
-    return (np.clip(tex, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return to_uint8(tex)
 
 
 # --------------------------------------------------------------------------
@@ -534,17 +527,14 @@ def _value_noise(rng: Rng, h: int, w: int, cells: int) -> np.ndarray:
     y = np.linspace(0, cells, h, dtype=np.float32)
     x = np.linspace(0, cells, w, dtype=np.float32)
     y0, x0 = np.minimum(y.astype(int), cells - 1), np.minimum(x.astype(int), cells - 1)
-    fy, fx = (y - y0)[:, None], (x - x0)[None, :]
-    g00, g01 = grid[y0][:, x0], grid[y0][:, x0 + 1]
-    g10, g11 = grid[y0 + 1][:, x0], grid[y0 + 1][:, x0 + 1]
-    return (g00 * (1 - fx) + g01 * fx) * (1 - fy) + (g10 * (1 - fx) + g11 * fx) * fy
+    return bilinear_lattice(grid, y0, y - y0, x0, x - x0)
 
 
 def _bg_colour(rng: Rng, palette: np.ndarray) -> np.ndarray:
     """A scene colour: the camera's palette (a camera cue, as real scenes are) or any colour (clutter)."""
     if rng.random() < SCENE_P:
         return palette[rng.integers(len(palette))]
-    return np.asarray(_hsv(rng.random(), rng.uniform(0.0, BG_SATURATION), rng.uniform(0.15, 0.9)), np.float32)
+    return np.asarray(hsv_to_rgb(rng.random(), rng.uniform(0.0, BG_SATURATION), rng.uniform(0.15, 0.9)), np.float32)
 
 
 def _background(rng: Rng, camera: CameraParams, h: int, w: int) -> np.ndarray:
@@ -585,14 +575,6 @@ def _occlude(img: np.ndarray, view: ViewParams) -> None:
         img[top:, max(x0, 0) : max(x0 + w, 0)] = colour
 
 
-def _blur3(img: np.ndarray) -> np.ndarray:
-    """Separable [1, 2, 1] / 4 blur with edge replication."""
-    p = np.pad(img, ((1, 1), (0, 0), (0, 0)), mode="edge")
-    img = 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
-    p = np.pad(img, ((0, 0), (1, 1), (0, 0)), mode="edge")
-    return 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
-
-
 def render_person(
     person: PersonParams,
     texture: np.ndarray,
@@ -609,23 +591,13 @@ def render_person(
     img = _background(rng, camera, height, width)
     _render_body(img, texture, person, view)
     _occlude(img, view)
-    img = (img - 0.5) * camera.contrast + 0.5
-    img = img * (camera.brightness * np.asarray(camera.gain, np.float32))
-    for _ in range(camera.blur):
-        img = _blur3(img)
-    img = img + camera.noise * rng.standard_normal(img.shape, dtype=np.float32)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    img = camera_response(img, camera.contrast, camera.brightness, camera.gain, camera.blur, camera.noise, rng)
+    return to_uint8(img)
 
 
 # --------------------------------------------------------------------------
 # Data set layout
 # --------------------------------------------------------------------------
-
-
-def texture_path(root: Path, image_path: Path) -> Path:
-    """``root/<split>/<stem>.jpg`` -> ``root/texture/<split>/<stem>.png`` (the SAN loader's texture look-up)."""
-    image_path = Path(image_path)
-    return Path(root) / TEXTURE_DIR / image_path.parent.name / f"{image_path.stem}.png"
 
 
 @dataclass(frozen=True)
@@ -740,18 +712,8 @@ def _write_set(target: Path, params: dict, shots: list[_Shot], n_identities: int
     return counts
 
 
-def _read_stamp(root: Path) -> dict | None:
-    try:
-        return json.loads((root / STAMP_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _is_complete(root: Path, params: dict) -> bool:
-    """True if ``root`` holds a finished set generated with exactly ``params``."""
-    stamp = _read_stamp(root)
-    if stamp is None or stamp.get("params") != params:
-        return False
+def _is_intact(root: Path, stamp: dict) -> bool:
+    """True if every split folder of a stamped set still holds the number of images the stamp counted."""
     counts = stamp.get("counts", {})
     return all(
         (root / folder).is_dir() and sum(1 for _ in (root / folder).glob("*.jpg")) == counts.get(folder)
@@ -759,17 +721,11 @@ def _is_complete(root: Path, params: dict) -> bool:
     )
 
 
-def _publish(tmp: Path, root: Path, params: dict) -> None:
-    """Rename the finished ``tmp`` to ``root``; a stale set of ours is first moved aside (never a mixture)."""
-    if root.exists():
-        graveyard = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-        os.rename(root, graveyard / "old")
-        shutil.rmtree(graveyard, ignore_errors=True)
-    try:
-        os.rename(tmp, root)
-    except OSError:
-        if not _is_complete(root, params):  # a concurrent run may have published the same set first
-            raise
+def _bytes_needed(params: dict, n_images: int, n_identities: int) -> int:
+    """Estimated size on disk: a JPEG (~1 byte per pixel, at least a block) per image, a PNG per identity."""
+    image = params["height"] * params["width"] + 4096
+    texture = 3 * params["texture_size"] ** 2 + 4096
+    return n_images * (image + 512) + n_identities * texture + 65536
 
 
 def generate_persons(
@@ -802,33 +758,19 @@ def generate_persons(
     if min(height, width, texture_size) < 8 or min(queries_per_id, num_distractor_ids, num_background, num_junk) < 0:
         raise DataError("height, width and texture_size must be >= 8 and the distractor/query counts >= 0")
     params = {
-        "version": GENERATOR_VERSION, "seed": int(seed), "num_train_ids": int(num_train_ids),
+        "seed": int(seed), "num_train_ids": int(num_train_ids),
         "num_test_ids": int(num_test_ids), "images_per_id": int(images_per_id), "height": int(height),
         "width": int(width), "texture_size": int(texture_size), "queries_per_id": int(queries_per_id),
         "num_distractor_ids": int(num_distractor_ids), "num_background": int(num_background),
         "num_junk": int(num_junk),
     }
-    if _is_complete(root, params):
-        return root
-    if root.exists() and any(root.iterdir()) and _read_stamp(root) is None:
-        raise DataError(
-            f"re-ID synthetic data root {root} is not empty and holds no {STAMP_NAME}; it is not a generated set, "
-            f"so it is left untouched: choose another data path or empty the folder"
-        )
     shots, n_identities = _plan(
         params["seed"], num_train_ids, num_test_ids, images_per_id, queries_per_id,
         num_distractor_ids, num_background, num_junk,
     )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0o700; the published set should be readable
-        counts = _write_set(tmp, params, shots, n_identities)
-        stamp = {"generator": "torchrepro.reid.synthetic", "params": params, "counts": counts}
-        (tmp / STAMP_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")  # last: marks completion
-        _publish(tmp, root, params)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    publish_once(
+        root, lambda tmp: {"counts": _write_set(tmp, params, shots, n_identities)}, generator=__name__,
+        version=GENERATOR_VERSION, params=params, bytes_needed=_bytes_needed(params, len(shots), n_identities),
+        config_key="data.synthetic_dir", stamp_name=STAMP_NAME, intact=_is_intact,
+    )
     return root
-

@@ -1,9 +1,9 @@
-"""Re-ID tools: SAN-PG pseudo textures for a data set, and the SAN ablation (SEEDS.md §2 asks for both).
+"""Re-ID tools: SAN-PG pseudo textures for a data set, and the SAN ablation (Jin et al., AAAI 2020, §3, §4).
 
 ``torchrepro tool reid-textures --run RUN_DIR --root DATA_ROOT``: a SAN-PG (or SAN) run's encoder + decoder
 predict a texture for every image of a Market-1501-layout folder (``bounding_box_train``, ``query``,
 ``bounding_box_test``) or a CUHK03 ``images_labeled``/``images_detected`` folder, written where the loader looks
-(:func:`~torchrepro.reid.synthetic.texture_path`). Existing textures are never overwritten (``--overwrite``).
+(:func:`~torchrepro.reid.datasets.texture_path`). Existing textures are never overwritten (``--overwrite``).
 
 ``torchrepro tool reid-ablation CONFIG [--out DIR] [key=value …]``: trains, from the same config and seed,
 (1) the baseline (ID + triplet), (2) + reconstruction, (3) + reconstruction + triplet ReID constraints,
@@ -86,7 +86,7 @@ def textures_main(argv: list[str]) -> int:
     from torchrepro.core.registry import resolve_config
     from torchrepro.reid.data import build_transforms
     from torchrepro.reid.plots import texture_to_uint8
-    from torchrepro.reid.synthetic import texture_path
+    from torchrepro.reid.datasets import texture_path
     from torchrepro.reid.task import ReidTask
 
     parser = argparse.ArgumentParser(prog="torchrepro tool reid-textures", description=__doc__.splitlines()[0])

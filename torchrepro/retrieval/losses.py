@@ -112,7 +112,7 @@ def tuple_triplet_loss(anchor: Tensor, positive: Tensor, negatives: Tensor, marg
     ``relu(d(a, p) − d(a, n_j) + margin)`` for its negatives, either summed over j (``"sum"``: the event-VPR seed's
     ``TripletMarginWithDistanceLoss`` summed over negatives, and NetVLAD's Eq. 7 loss, §4) or only for the hardest
     negative (``"hardest"``, the closest one). The result is averaged over the B tuples. Gradients flow into all
-    three branches (the seed ran positive and negatives under ``no_grad``, which SEEDS.md lists as a bug).
+    three branches (the seed ran the positive and negatives under ``no_grad``, so only the anchor branch learned: a bug).
     """
     if anchor.dim() != 2 or positive.shape != anchor.shape:
         raise ValueError(f"anchor and positive must both be [B, D], got {tuple(anchor.shape)} and {tuple(positive.shape)}")

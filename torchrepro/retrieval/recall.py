@@ -82,6 +82,14 @@ def first_hit_rank(topk: np.ndarray, query_pos: np.ndarray, db_pos: np.ndarray, 
     return np.where(hit.any(axis=1), hit.argmax(axis=1), topk.shape[1])
 
 
+def recall_curve(topk: np.ndarray, query_pos: np.ndarray, db_pos: np.ndarray, threshold_m: float) -> np.ndarray:
+    """recall@N for N = 1 … ``topk.shape[1]``, over the queries that have a database item within range (the
+    others cannot be answered and are left out, as in :func:`recall_at_n`)."""
+    answerable = nearest_distance(query_pos, db_pos) <= threshold_m
+    first = first_hit_rank(topk, query_pos, db_pos, threshold_m)[answerable]
+    return np.array([(first < n).mean() for n in range(1, topk.shape[1] + 1)])
+
+
 def recall_at_n(
     query_desc: np.ndarray,
     db_desc: np.ndarray,

@@ -1,0 +1,140 @@
+"""The recipe contract (timm's ``test_models.py`` idea): every registered recipe, built from its shipped synthetic
+config shrunk by its own ``tiny_overrides``, must
+
+1. train through the CLI, print the untrained model's metrics (and its baseline, where it declares one), and leave
+   a run directory with ``config.yaml``, ``metrics.json``, TensorBoard events and ``last``/``best`` checkpoints;
+2. resume bit-identical after a SIGKILL mid-epoch (weights, optimiser state and step count);
+3. ``eval`` its best checkpoint to the validation metric the run recorded for it;
+4. evaluate under a real 2-process ``torchrun`` (gloo) to the same metrics as one process.
+
+A new recipe is covered by registering it (``torchrepro/recipes.py``) with ``synthetic_config`` and
+``tiny_overrides``. One test per recipe runs the steps in order, so the parallel test runner never trains the
+same reference twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import torchrepro.recipes  # noqa: F401  (fills the registry)
+from tests.helpers import REPO, ckpt_step, cli
+from torchrepro.core import registry
+
+COMMON = ["trainer.progress_bar=false", "trainer.validate_before_fit=true", "trainer.log_every_n_steps=1",
+          "checkpoint.every_n_steps=1"]
+RECIPES = sorted(registry.recipes())
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _train_killed(config: Path, overrides: list[str], cwd: Path, run_dir: Path, kill_at: int) -> int:
+    """Start a training run, SIGKILL it once ``last.ckpt`` has reached step ``kill_at``; the saved step."""
+    cmd = [sys.executable, "-m", "torchrepro.cli", "train", str(config), *overrides, f"run.dir={run_dir}"]
+    with open(cwd / "killed.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    deadline, seen, step = time.time() + 300, None, -1
+    while step < kill_at and proc.poll() is None and time.time() < deadline:
+        stamp = ckpt.stat().st_mtime_ns if ckpt.is_file() else None
+        if stamp != seen:  # read the checkpoint only when it was replaced
+            seen, step = stamp, ckpt_step(ckpt)
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return ckpt_step(ckpt)
+
+
+def _torchrun_eval(config: Path, ckpt: Path, overrides: list[str], cwd: Path, run_dir: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "torchrepro.cli", "eval", str(config), "--ckpt", str(ckpt), *overrides, f"run.dir={run_dir}"]
+    return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _best_entry(history: list[dict], monitor: str, mode: str) -> dict:
+    """The fit-stage validation that ``best.ckpt`` holds (ModelCheckpoint keeps the first of equal values)."""
+    fit = [h for h in history if h["stage"] == "fit" and monitor in h]
+    pick = max if mode == "max" else min
+    best = pick(h[monitor] for h in fit)
+    return next(h for h in fit if h[monitor] == best)
+
+
+def _assert_same_training_state(reference: dict, resumed: dict, what: str) -> None:
+    assert resumed["global_step"] == reference["global_step"], what
+    differing = [k for k, v in reference["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])]
+    assert not differing, f"{what}: {len(differing)} tensors differ, e.g. {differing[:3]}"
+    for ref_opt, got_opt in zip(reference["optimizer_states"], resumed["optimizer_states"]):
+        for a, b in zip(ref_opt["state"].values(), got_opt["state"].values()):
+            for key in a:
+                if torch.is_tensor(a[key]):
+                    assert torch.equal(a[key], b[key]), f"{what}: optimiser state '{key}' differs"
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_contract(name: str, tmp_path: Path) -> None:
+    recipe = registry.get_recipe(name)
+    assert recipe.synthetic_config and recipe.tiny_overrides, f"recipe '{name}' must declare its contract inputs"
+    config = REPO / recipe.synthetic_config
+    overrides = [*recipe.tiny_overrides, *COMMON]  # relative data paths land under tmp_path (the cwd)
+
+    # 1. a short run through the CLI
+    full = tmp_path / "full"
+    res = cli("train", config, *overrides, f"run.dir={full}", cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "untrained model:" in res.stdout
+    untrained = next(line for line in res.stdout.splitlines() if line.startswith("untrained model:"))
+    assert recipe.default_monitor in untrained
+    if recipe.baseline_metric:
+        assert recipe.baseline_metric in untrained, untrained
+    for item in ("config.yaml", "metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
+        assert (full / item).is_file(), item
+    assert any((full / "tensorboard").glob("events.out.tfevents.*"))
+    reference = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    total = reference["global_step"]
+    assert total >= 4, f"the tiny run must take at least 4 steps to be killed mid-epoch (took {total})"
+
+    # 2. SIGKILL mid-epoch (second epoch of two), then resume: bit-identical to the uninterrupted run
+    killed = tmp_path / "killed"
+    saved = _train_killed(config, overrides, tmp_path, killed, kill_at=total // 2 + 1)
+    assert 0 < saved < total, f"the kill must interrupt training (checkpoint at step {saved} of {total})"
+    interrupted = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert any(not torch.equal(v, interrupted["state_dict"][k]) for k, v in reference["state_dict"].items()), \
+        "the interrupted checkpoint already equals the final one: the resume check would be vacuous"
+    res = cli("resume", killed, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    resumed = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    _assert_same_training_state(reference, resumed, f"resumed from step {saved}")
+
+    # 3. eval of best.ckpt reproduces the validation metric recorded for it
+    best = _best_entry(_metrics(full)["history"], recipe.default_monitor, recipe.default_mode)
+    one = tmp_path / "eval1"
+    res = cli("eval", config, "--ckpt", full / "checkpoints" / "best.ckpt", *overrides, f"run.dir={one}",
+              cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    single = _metrics(one)["last"]
+    assert single[recipe.default_monitor] == pytest.approx(best[recipe.default_monitor], abs=1e-6)
+
+    # 4. the same evaluation on two ranks: contiguous shards, ordered gather, the same metrics
+    two = tmp_path / "eval2"
+    res = _torchrun_eval(config, full / "checkpoints" / "best.ckpt", overrides, tmp_path, two)
+    assert res.returncode == 0, res.stderr[-4000:]
+    distributed = _metrics(two)["last"]
+    for key, value in single.items():
+        if key not in ("stage", "epoch", "step"):
+            assert distributed[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

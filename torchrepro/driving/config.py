@@ -1,0 +1,64 @@
+"""Config schemas of the driving-direction recipe (``data:`` and ``model:`` blocks) and their checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from torchrepro.core.errors import ConfigError
+from torchrepro.nn.backbones import check_backbone_name
+
+
+@dataclass
+class DrivingData:
+    """Where the images come from.
+
+    ``synthetic``: generated road scenes (written in the CSV format under ``synthetic_dir``, then read back
+    through the CSV loader). ``csv``: ``root/<split>/<csv>`` + ``root/<split>/<images>/``. ``imagefolder``:
+    ``root/<split>/<class>/*.jpg``.
+    """
+
+    source: Literal["synthetic", "csv", "imagefolder"] = "synthetic"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    csv: str = "labels.csv"
+    images: str = "images"
+    classes: list[str] = field(default_factory=lambda: ["left", "right", "straight"])
+    synthetic_dir: str = "data/synthetic/driving"
+    synthetic_train: int = 2400
+    synthetic_val: int = 600
+    synthetic_size: int = 96
+    image_size: int = 64
+    batch_size: int = 32
+    val_batch_size: int = 128
+    num_workers: int = 0
+    flip_swap: bool = True
+    augment: bool = True  # photometric jitter + small shifts on the training split
+
+    def check(self, where: str) -> None:
+        if self.source != "synthetic":
+            if not self.root:
+                raise ConfigError(f"config key '{where}.root' is required for source '{self.source}': set {where}.root=/path/to/data")
+            if not Path(self.root).is_dir():
+                raise ConfigError(f"data root '{self.root}' ({where}.root) does not exist: point it at the data set folder")
+        if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+            raise ConfigError(f"config key '{where}.classes' needs at least two distinct class names, got {self.classes}")
+        for key in ("batch_size", "val_batch_size", "image_size", "synthetic_train", "synthetic_val"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{where}.{key}' must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass
+class DrivingModel:
+    arch: str = "resnet34"
+    pretrained: str | None = None
+    freeze_backbone: bool = False
+    l2_normalize: bool = False
+    zero_init_residual: bool = False
+
+    def check(self, where: str) -> None:
+        check_backbone_name(self.arch, f"{where}.arch")
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise ConfigError(f"pretrained weights '{self.pretrained}' ({where}.pretrained) do not exist: give a local .pth path")

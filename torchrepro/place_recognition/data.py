@@ -1,0 +1,200 @@
+"""The event-VPR DataModule: traversals, their cached inputs, the training items and the evaluation windows.
+
+Formats, caches and training items live in :mod:`~torchrepro.place_recognition.windows` and
+:mod:`~torchrepro.place_recognition.place_batches`; this module wires them from the ``data:`` block
+(:class:`~torchrepro.place_recognition.config.VPRData`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from torchrepro.core.config import Config
+from torchrepro.core.data import ResumableLoader, ResumableSampler
+from torchrepro.core.distributed import rank_zero_first
+from torchrepro.core.evaluation import eval_loader
+from torchrepro.place_recognition.config import VPRData
+from torchrepro.place_recognition.place_batches import PlacePairDataset
+from torchrepro.place_recognition.windows import (
+    ConcatTraversal,
+    EventTupleDataset,
+    EventWindowDataset,
+    MVSECTraversal,
+    NpyTraversal,
+    StackedInputs,
+    TupleDataset,
+    WindowAugment,
+    WindowDataset,
+    WindowSource,
+    cached_inputs,
+    collate_event_tuples,
+    collate_event_windows,
+    split_query_database,
+)
+from torchrepro.retrieval.recall import DEFAULT_NS, recall_at_n
+
+log = logging.getLogger(__name__)
+
+
+def count_baseline(q_counts: np.ndarray, db_counts: np.ndarray, q_pos: np.ndarray, db_pos: np.ndarray,
+                   threshold_m: float) -> tuple[dict[str, float], np.ndarray]:
+    """Non-learned reference: raw event-count images (whole sensor, 4× down-sampled), L2-normalised, nearest by
+    cosine → recall@N."""
+    def unit(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(len(x), -1).astype(np.float32)
+        return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+
+    metrics, topk = recall_at_n(unit(q_counts), unit(db_counts), q_pos, db_pos, DEFAULT_NS, threshold_m)
+    return {f"baseline_count_{k}": v for k, v in metrics.items() if k.startswith("recall@")}, topk
+
+
+class VPRDataModule(pl.LightningDataModule):
+    """Builds the traversals, their cached inputs, the training items and the evaluation windows."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.d: VPRData = cfg.data
+        self.train_set: TupleDataset | PlacePairDataset | None = None
+        self.train_inputs: np.ndarray | StackedInputs | None = None
+        self.train_windows: Dataset | None = None
+        self.eval_queries: Dataset | None = None  # cached inputs (or raw events) of the query windows
+        self.eval_database: Dataset | None = None
+        self.query_pos: np.ndarray | None = None
+        self.db_pos: np.ndarray | None = None
+        self.baseline: dict[str, float] = {}
+        self.baseline_topk: np.ndarray | None = None
+        self.test_source: WindowSource | None = None
+
+    @property
+    def est(self) -> bool:
+        """The learnable EST representation reads raw events; the others read cached inputs."""
+        return self.d.representation == "est"
+
+    # -- sources
+    def _synthetic_paths(self) -> dict[str, tuple[Path, Path]]:
+        from torchrepro.place_recognition.synthetic import DRIVE1, DRIVE2, generate_event_drive, random_drive_spec
+
+        d = self.d
+        extra = d.synthetic_train_drives if d.train_protocol == "cross" else 0
+        drives = (DRIVE1, DRIVE2, *(random_drive_spec(self.cfg.seed, 2 + k) for k in range(extra)))
+        root = Path(d.synthetic_dir) / f"seed{self.cfg.seed}-route{d.synthetic_route_m:g}-drives{len(drives)}"
+        return generate_event_drive(root, seed=self.cfg.seed, route_length_m=d.synthetic_route_m,
+                                    height=d.sensor_height, width=d.sensor_width, drives=drives)
+
+    def prepare_data(self) -> None:
+        if self.d.source == "synthetic":
+            self._synthetic_paths()  # local rank 0 generates; others find it complete
+
+    def _traversal(self, events: str | Path, poses: str | Path) -> WindowSource:
+        d = self.d
+        if d.source == "npy":
+            return NpyTraversal(Path(events), Path(poses), d.sensor_height, d.sensor_width, d.min_events)
+        return MVSECTraversal(Path(events), Path(poses), d.window, d.events_per_window, d.window_s, d.min_events)
+
+    def _sources(self) -> tuple[WindowSource, list[WindowSource], WindowSource, WindowSource | None]:
+        """(training traversal, the anchors' traversals (train_protocol=cross), test traversal, evaluation database
+        or None)."""
+        d = self.d
+        cross_train = d.train_protocol == "cross"
+        if d.source == "synthetic":
+            paths = self._synthetic_paths()
+            train = self._traversal(*paths["drive1"])
+            train_queries = [self._traversal(*paths[name]) for name in list(paths)[2:]] if cross_train else []
+            return train, train_queries, self._traversal(*paths["drive2"]), train if d.eval_protocol == "cross" else None
+        train = self._traversal(d.train_events, d.train_poses)
+        train_queries = ([self._traversal(e, p) for e, p in zip(d.train_query_events, d.train_query_poses)]
+                         if cross_train else [])
+        test = self._traversal(d.test_events, d.test_poses)
+        database = None
+        if d.eval_protocol == "cross":
+            database = self._traversal(d.database_events, d.database_poses) if d.database_events else train
+        return train, train_queries, test, database
+
+    # -- set-up
+    def _windows(self, source: WindowSource, inputs: np.ndarray | None, idx: np.ndarray | None = None) -> Dataset:
+        return EventWindowDataset(source, idx) if self.est else WindowDataset(inputs, idx)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.eval_queries is not None:
+            return
+        d, spec, cache = self.d, self.d.input_spec(), Path(self.d.cache_dir)
+        with rank_zero_first():  # rank 0 writes the caches once; the others then read them
+            train, train_queries, test, database = self._sources()
+            self.train_inputs = None if self.est else cached_inputs(train, spec, cache, "inputs")
+            n_db = len(train)
+            if train_queries:  # one index space: the training traversal, then the anchors' recordings
+                if not self.est:
+                    self.train_inputs = StackedInputs([self.train_inputs] + [
+                        cached_inputs(q, spec, cache, "inputs") for q in train_queries])
+                train = ConcatTraversal([train, *train_queries])
+            test_inputs = None if self.est else cached_inputs(test, spec, cache, "inputs")
+            db_inputs = None if self.est or database is None else cached_inputs(database, spec, cache, "inputs")
+            test_counts = cached_inputs(test, spec, cache, "counts")
+            db_counts = cached_inputs(database, spec, cache, "counts") if database is not None else None
+        self.train_windows = self._windows(train, self.train_inputs)
+        self.train_set = self._training_items(train, n_db, bool(train_queries))
+        q_counts, d_counts = self._evaluation_windows(test, test_inputs, test_counts, database, db_inputs, db_counts)
+        self.test_source = test
+        self.baseline, self.baseline_topk = count_baseline(q_counts, d_counts, self.query_pos, self.db_pos, d.eval_m)
+        items = (f"{len(self.train_set)} place pairs an epoch from {len(self.train_set.centres)} places"
+                 if isinstance(self.train_set, PlacePairDataset) else f"{len(self.train_set)} anchors")
+        log.info("train traversal %s: %d windows (%s); eval: %d queries vs %d database windows",
+                 train.name, len(train), items, len(self.eval_queries), len(self.eval_database))
+
+    def _training_items(self, train: WindowSource, n_db: int, cross: bool) -> TupleDataset | PlacePairDataset:
+        """Place batches or NetVLAD tuples over the training windows (see :class:`VPRData`)."""
+        d, seed = self.d, self.cfg.seed
+        augment = WindowAugment(d.augment_shift, d.augment_scale, d.augment_lateral, d.augment_erase, d.augment_drop)
+        if d.batching == "places":
+            recordings = np.searchsorted(train.offsets, np.arange(len(train)), side="right") - 1
+            return PlacePairDataset(self.train_inputs, train.positions, recordings, reference=0, member_m=d.pos_m / 2,
+                                    neg_m=d.neg_m, seed=seed, places_per_epoch=d.places_per_epoch, mining=d.mining,
+                                    mining_candidates=d.mining_candidates, augment=augment,
+                                    recordings_per_place=d.recordings_per_place)
+        if cross:  # anchors: every window of the other recordings; database: the training traversal
+            q_idx, db_idx = np.arange(n_db, len(train)), np.arange(n_db)
+        else:
+            q_idx, db_idx = split_query_database(len(train), d.query_fraction, seed)
+        common = dict(pos_m=d.pos_m, neg_m=d.neg_m, n_negatives=d.n_negatives, seed=seed, mining=d.mining,
+                      mining_candidates=d.mining_candidates, anchors_per_epoch=d.anchors_per_epoch)
+        if self.est:
+            return EventTupleDataset(train, train.positions, q_idx, db_idx, **common)
+        return TupleDataset(self.train_inputs, train.positions, q_idx, db_idx, augment=augment, **common)
+
+    def _evaluation_windows(self, test: WindowSource, test_inputs: np.ndarray | None, test_counts: np.ndarray,
+                            database: WindowSource | None, db_inputs: np.ndarray | None,
+                            db_counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Queries and database for recall@N; returns their count images (for the baseline)."""
+        if database is None:  # the seed's protocol: split the test traversal itself
+            tq, tdb = split_query_database(len(test), self.d.query_fraction, self.cfg.seed + 1)
+            self.eval_queries, self.eval_database = self._windows(test, test_inputs, tq), self._windows(test, test_inputs, tdb)
+            self.query_pos, self.db_pos = test.positions[tq], test.positions[tdb]
+            return np.asarray(test_counts[tq]), np.asarray(test_counts[tdb])
+        self.eval_queries, self.eval_database = self._windows(test, test_inputs), self._windows(database, db_inputs)
+        self.query_pos, self.db_pos = test.positions, database.positions
+        return np.asarray(test_counts), np.asarray(db_counts)
+
+    # -- loaders
+    @property
+    def eval_collate(self):  # noqa: ANN201
+        return collate_event_windows if self.est else None
+
+    def eval_set(self) -> ConcatDataset:
+        """Queries followed by database windows: one ordered set so one gather assembles all descriptors."""
+        return ConcatDataset([self.eval_queries, self.eval_database])
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = ResumableSampler(self.train_set, seed=self.cfg.seed, shuffle=True, keyed=True)
+        return ResumableLoader(self.train_set, sampler, batch_size=self.d.batch_size, drop_last=False,
+                               num_workers=self.d.num_workers, persistent_workers=False,
+                               collate_fn=collate_event_tuples if self.est else None)
+
+    def val_dataloader(self) -> DataLoader:
+        return eval_loader(self.eval_set(), self.d.eval_batch_size, self.d.num_workers, self.eval_collate,
+                           trainer=self.trainer)

@@ -1,0 +1,88 @@
+"""Config schemas of the person re-identification recipe (``data:`` and ``model:`` blocks) and their checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from torchrepro.core.config import Config
+from torchrepro.core.errors import ConfigError
+from torchrepro.nn.backbones import check_backbone_name
+from torchrepro.reid.datasets import DATASETS
+
+
+@dataclass
+class ReidData:
+    """Sources (training, pids offset per data set) and targets (evaluation), each a name from
+    ``market1501 | dukemtmc | cuhk03_labeled | cuhk03_detected | synthetic`` with its folder in ``roots``
+    (``synthetic`` defaults to a generated set under ``synthetic_dir``)."""
+
+    sources: list[str] = field(default_factory=lambda: ["synthetic"])
+    targets: list[str] = field(default_factory=lambda: ["synthetic"])
+    roots: dict[str, str] = field(default_factory=dict)
+    synthetic_dir: str = "data/synthetic/persons"
+    synthetic_train_ids: int = 200
+    synthetic_test_ids: int = 100
+    height: int = 256
+    width: int = 128
+    batch_size: int = 32
+    num_instances: int = 4
+    test_batch_size: int = 100
+    num_workers: int = 0
+    flip: float = 0.5
+    pad: int = 10
+    erasing: float = 0.5
+    texture_height: int = 256
+    texture_width: int = 256
+
+    def check(self, where: str) -> None:
+        for name in [*self.sources, *self.targets]:
+            if name not in DATASETS:
+                raise ConfigError(f"{where}: unknown data set '{name}'; choose from {', '.join(sorted(DATASETS))}")
+            if name != "synthetic":
+                root = self.roots.get(name)
+                if not root:
+                    raise ConfigError(f"config key '{where}.roots.{name}' is required: the folder of the {name} data")
+                if not Path(root).is_dir():
+                    raise ConfigError(f"'{root}' ({where}.roots.{name}) does not exist: point it at the {name} folder")
+        if not self.sources or not self.targets:
+            raise ConfigError(f"{where}.sources and {where}.targets need at least one data set each")
+        if self.batch_size % self.num_instances:
+            raise ConfigError(f"{where}.batch_size ({self.batch_size}) must be a multiple of "
+                              f"{where}.num_instances ({self.num_instances})")
+
+
+@dataclass
+class ReidModel:
+    """Network, losses and evaluation options (defaults: Bag of Tricks / the SAN seed)."""
+
+    method: Literal["bot", "san", "san_pg"] = "bot"
+    arch: str = "resnet50"
+    last_stride: int = 1
+    pretrained: str | None = None
+    init_from: str | None = None  # a SAN-PG (or SAN) checkpoint: encoder + decoder weights
+    label_smoothing: float = 0.1
+    id_weight: float = 1.0
+    triplet_weight: float = 1.0
+    triplet_margin: float | None = 0.3  # null: soft margin
+    recon_weight: float = 1.0
+    constraint_weight: float = 1.0
+    constraint_margin: float | None = 0.3
+    decoder_lr: float | None = None  # default: optim.lr
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    rerank: bool = False
+    cuhk03_single_shot: bool = False
+
+    def check(self, where: str) -> None:
+        check_backbone_name(self.arch, f"{where}.arch")
+        for key in ("pretrained", "init_from"):
+            value = getattr(self, key)
+            if value and not Path(value).is_file():
+                raise ConfigError(f"'{value}' ({where}.{key}) does not exist: give a local checkpoint path")
+        if self.last_stride not in (1, 2):
+            raise ConfigError(f"{where}.last_stride must be 1 or 2, got {self.last_stride}")
+
+
+def uses_decoder(cfg: Config) -> bool:
+    return cfg.model.method in ("san", "san_pg")

@@ -1,0 +1,1 @@
+"""Small procedural-rendering pieces shared by the synthetic data generators (colours, noise, camera response)."""
