@@ -79,7 +79,8 @@ def main() -> None:
         rng = np.random.default_rng(0)
         query = np.sort(rng.choice(args.windows, size=args.windows // 3, replace=False))
         database = np.setdiff1d(np.arange(args.windows), query)
-        ours = TupleDataset(inputs, source.positions, query, database, 10.0, 25.0, N_NEG, seed=0)
+        ours = TupleDataset(inputs, source.positions, query, database, pos_m=10.0, neg_m=25.0, n_negatives=N_NEG,
+                            seed=0)
         tuples = [ours.choose(0, i % len(ours)) for i in range(args.items)]
         files = sorted(folder.glob("*.npy"), key=lambda p: float(p.stem))
         seed = SeedStyleDataset(files, tuples)

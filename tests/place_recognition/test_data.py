@@ -139,10 +139,10 @@ def test_queries_without_positive_are_reported(caplog):
     positions = np.array([[0.0, 0], [1.0, 0], [500.0, 0], [30.0, 0], [40.0, 0], [60, 0], [80, 0]])
     inputs = np.zeros((7, 1, 2, 2), np.float16)
     with caplog.at_level(logging.INFO):
-        ds = TupleDataset(inputs, positions, np.array([0, 2]), np.array([1, 3, 4, 5, 6]), 10.0, 25.0, 2, seed=0)
+        ds = TupleDataset(inputs, positions, np.array([0, 2]), np.array([1, 3, 4, 5, 6]), pos_m=10.0, neg_m=25.0, n_negatives=2, seed=0)
     assert len(ds) == 1 and "1 of 2 queries have no positive" in caplog.text
     with pytest.raises(DataError, match="no training query"):
-        TupleDataset(inputs, positions, np.array([2]), np.array([1, 3]), 10.0, 25.0, 1, seed=0)
+        TupleDataset(inputs, positions, np.array([2]), np.array([1, 3]), pos_m=10.0, neg_m=25.0, n_negatives=1, seed=0)
 
 
 def test_stacked_inputs_index_like_the_concatenated_array(tmp_path):
@@ -179,7 +179,7 @@ def test_cross_traversal_tuples_take_positives_and_negatives_from_the_database()
     b.positions[:, 1] += 1.5  # another lane
     both = ConcatTraversal([a, b])
     inputs = np.zeros((80, 1, 2, 2), np.float16)
-    ds = TupleDataset(inputs, both.positions, both.part(1), both.part(0), 3.0, 10.0, 4, seed=0)
+    ds = TupleDataset(inputs, both.positions, both.part(1), both.part(0), pos_m=3.0, neg_m=10.0, n_negatives=4, seed=0)
     assert len(ds) == 40
     for i in range(len(ds)):
         w = ds.choose(0, i)
@@ -192,8 +192,8 @@ def test_anchors_per_epoch_draws_a_fresh_subset_each_epoch():
     src = FakeTraversal(60)
     inputs = np.zeros((60, 1, 2, 2), np.float16)
     q, db = np.arange(0, 60, 2), np.arange(1, 60, 2)
-    full = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0)
-    sub = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0, anchors_per_epoch=8)
+    full = TupleDataset(inputs, src.positions, q, db, pos_m=3.0, neg_m=10.0, n_negatives=2, seed=0)
+    sub = TupleDataset(inputs, src.positions, q, db, pos_m=3.0, neg_m=10.0, n_negatives=2, seed=0, anchors_per_epoch=8)
     assert len(full) == 30 and len(sub) == 8
     assert [full.anchor_of(0, i) for i in range(30)] == list(range(30))
     e0, e1 = [[sub.anchor_of(e, i) for i in range(8)] for e in (0, 1)]
@@ -279,8 +279,9 @@ def test_augmented_tuples_are_pure_functions_of_the_key():
     inputs = (np.random.default_rng(0).normal(size=(60, 2, 16, 16)) + 3).astype(np.float32)
     q = np.arange(0, 60, 3)
     db = np.setdiff1d(np.arange(60), q)
-    plain = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0)
-    aug = TupleDataset(inputs, src.positions, q, db, 3.0, 10.0, 2, seed=0, augment=WindowAugment(erase=1.0, drop=0.3))
+    plain = TupleDataset(inputs, src.positions, q, db, pos_m=3.0, neg_m=10.0, n_negatives=2, seed=0)
+    aug = TupleDataset(inputs, src.positions, q, db, pos_m=3.0, neg_m=10.0, n_negatives=2, seed=0,
+                       augment=WindowAugment(erase=1.0, drop=0.3))
     assert torch.equal(aug[(1, 4)], aug[(1, 4)])
     assert not torch.equal(aug[(1, 4)], aug[(2, 4)])
     item, raw = aug[(1, 4)], plain[(1, 4)]  # same windows; augmented ones only lose cells

@@ -41,7 +41,7 @@ def test_items_hold_one_window_of_every_recording_per_place_and_a_far_second_pla
 
 def test_items_are_pure_functions_of_the_key_and_carry_positions():
     inputs, pos, rec = three_recordings()
-    ds = PlacePairDataset(inputs, pos, rec, 0, 2.5, 25.0, seed=0, augment=WindowAugment(shift=0.1))
+    ds = PlacePairDataset(inputs, pos, rec, reference=0, member_m=2.5, neg_m=25.0, seed=0, augment=WindowAugment(shift=0.1))
     item = ds[(1, 5)]
     assert item["x"].shape == (6, 2, 8, 8) and item["pos"].shape == (6, 2)
     assert torch.equal(item["x"], ds[(1, 5)]["x"]) and not torch.equal(item["x"], ds[(2, 5)]["x"])
@@ -50,7 +50,7 @@ def test_items_are_pure_functions_of_the_key_and_carry_positions():
 
 def test_places_per_epoch_beyond_the_place_count_repeats_fresh_permutations():
     inputs, pos, rec = three_recordings()
-    ds = PlacePairDataset(inputs, pos, rec, 0, 2.5, 25.0, seed=0, places_per_epoch=130)
+    ds = PlacePairDataset(inputs, pos, rec, reference=0, member_m=2.5, neg_m=25.0, seed=0, places_per_epoch=130)
     n = len(ds.centres)
     assert len(ds) == 130 and n < 130
     first, second = [ds.place_of(0, i) for i in range(n)], [ds.place_of(0, n + i) for i in range(n)]
@@ -59,7 +59,7 @@ def test_places_per_epoch_beyond_the_place_count_repeats_fresh_permutations():
 
 def test_hard_mining_picks_the_far_place_closest_in_descriptor_space():
     inputs, pos, rec = three_recordings()
-    ds = PlacePairDataset(inputs, pos, rec, 0, 2.5, 25.0, seed=0, mining="hard", mining_candidates=1000)
+    ds = PlacePairDataset(inputs, pos, rec, reference=0, member_m=2.5, neg_m=25.0, seed=0, mining="hard", mining_candidates=1000)
     rows = ds.mining_windows(0)
     assert set(rows.tolist()) == set(ds.centres.tolist())
     # descriptor of a map window = its position along the route, except that place 50 m looks like place 5 m
@@ -75,19 +75,19 @@ def test_missing_recording_at_a_place_is_skipped_with_a_count_and_no_overlap_is_
     inputs, pos, rec = three_recordings()
     keep = ~((rec == 2) & (pos[:, 0] > 50))  # drive 2 stops recording at 50 m
     with caplog.at_level("INFO"):
-        ds = PlacePairDataset(inputs[keep], pos[keep], rec[keep], 0, 2.5, 25.0, seed=0)
+        ds = PlacePairDataset(inputs[keep], pos[keep], rec[keep], reference=0, member_m=2.5, neg_m=25.0, seed=0)
     assert (pos[keep][ds.centres, 0] < 53).all() and "lack a window of every recording" in caplog.text
     far = pos.copy()
     far[rec == 1, 1] += 100.0  # another street
     with pytest.raises(DataError, match="same route"):
-        PlacePairDataset(inputs, far, rec, 0, 2.5, 25.0, seed=0)
+        PlacePairDataset(inputs, far, rec, reference=0, member_m=2.5, neg_m=25.0, seed=0)
     with pytest.raises(DataError, match="besides the reference"):
-        PlacePairDataset(inputs, pos, np.zeros(len(pos), int), 0, 2.5, 25.0, seed=0)
+        PlacePairDataset(inputs, pos, np.zeros(len(pos), int), reference=0, member_m=2.5, neg_m=25.0, seed=0)
 
 
 def test_recordings_per_place_draws_a_subset_of_the_other_recordings_per_place():
     inputs, pos, rec = three_recordings()
-    ds = PlacePairDataset(inputs, pos, rec, 0, 2.5, 25.0, seed=0, recordings_per_place=2)
+    ds = PlacePairDataset(inputs, pos, rec, reference=0, member_m=2.5, neg_m=25.0, seed=0, recordings_per_place=2)
     seen = set()
     for i in range(len(ds)):
         w = ds.choose(0, i)
@@ -95,4 +95,4 @@ def test_recordings_per_place_draws_a_subset_of_the_other_recordings_per_place()
         seen.update(rec[w[[1, 3]]].tolist())
     assert seen == {1, 2}  # both other recordings take turns
     with pytest.raises(ValueError, match="recordings_per_place"):
-        PlacePairDataset(inputs, pos, rec, 0, 2.5, 25.0, seed=0, recordings_per_place=4)
+        PlacePairDataset(inputs, pos, rec, reference=0, member_m=2.5, neg_m=25.0, seed=0, recordings_per_place=4)

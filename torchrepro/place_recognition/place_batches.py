@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from torchrepro.core.errors import DataError
 from torchrepro.core.seeding import derive_seed
-from torchrepro.place_recognition.windows import WindowAugment
+from torchrepro.place_recognition.windows import MiningCache, WindowAugment
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def group_places(positions: np.ndarray, recordings: np.ndarray, reference: int, 
     return np.asarray(keep), members
 
 
-class PlacePairDataset(Dataset):
+class PlacePairDataset(MiningCache, Dataset):
     """Items keyed ``(epoch, i)``: ``{"x": [2K, C, S, S], "pos": [2K, 2]}``, two places × K recordings (the map's
     window first).
 
@@ -71,7 +71,7 @@ class PlacePairDataset(Dataset):
             the same cost per step.
     """
 
-    def __init__(self, inputs: np.ndarray, positions: np.ndarray, recordings: np.ndarray, reference: int,
+    def __init__(self, inputs: np.ndarray, positions: np.ndarray, recordings: np.ndarray, *, reference: int,
                  member_m: float, neg_m: float, seed: int, places_per_epoch: int | None = None,
                  mining: str = "random", mining_candidates: int = 100,
                  augment: WindowAugment | None = None, recordings_per_place: int | None = None) -> None:
@@ -93,9 +93,6 @@ class PlacePairDataset(Dataset):
         if any(len(f) == 0 for f in self.far):
             raise DataError(f"a place has no other place beyond data.neg_m={neg_m} m: the route is too short")
         self.places_per_epoch = int(places_per_epoch or len(self.centres))
-        self.descriptors: torch.Tensor | None = None  # [n_rows, D] float16 (what checkpoints store)
-        self.descriptor_rows: np.ndarray | None = None
-        self._row_of: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.places_per_epoch
@@ -104,20 +101,6 @@ class PlacePairDataset(Dataset):
     def mining_windows(self, epoch: int) -> np.ndarray:
         """Windows whose descriptors mining consults: the place centres (the map's windows)."""
         return np.sort(self.centres)
-
-    def set_descriptors(self, descriptors: torch.Tensor, rows: np.ndarray | None = None) -> None:
-        rows = np.arange(len(descriptors)) if rows is None else np.asarray(rows, dtype=np.int64)
-        if len(rows) != len(descriptors):
-            raise ValueError(f"{len(descriptors)} descriptors for {len(rows)} windows")
-        self.descriptors, self.descriptor_rows = descriptors.detach().cpu().half(), rows
-        self._row_of = np.full(int(rows.max(initial=-1)) + 1, -1, dtype=np.int64)
-        self._row_of[rows] = np.arange(len(rows))
-
-    def _centre_desc(self, places: np.ndarray) -> torch.Tensor:
-        rows = self._row_of[np.minimum(self.centres[places], len(self._row_of) - 1)]
-        if (rows < 0).any():
-            raise RuntimeError("place mining consulted a window whose descriptor was not refreshed")
-        return self.descriptors[torch.from_numpy(rows)].float()
 
     # -- items
     def place_of(self, epoch: int, i: int) -> int:
@@ -133,7 +116,7 @@ class PlacePairDataset(Dataset):
         far = self.far[a]
         if self.mining == "hard" and self.descriptors is not None:
             cand = far[rng.choice(len(far), size=min(self.mining_candidates, len(far)), replace=False)]
-            d = torch.cdist(self._centre_desc(np.array([a])), self._centre_desc(cand))[0]
+            d = torch.cdist(self.cached_descriptors(self.centres[a]), self.cached_descriptors(self.centres[cand]))[0]
             b = int(cand[int(torch.argmin(d))])
         else:
             b = int(far[rng.integers(len(far))])

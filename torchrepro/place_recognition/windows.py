@@ -306,7 +306,36 @@ def within_radius(query_pos: np.ndarray, db_pos: np.ndarray, radius: float) -> l
 
 
 # --------------------------------------------------------------------------------------------- datasets
-class TupleDataset(Dataset):
+class MiningCache:
+    """The hard-mining descriptor cache of a training data set (NetVLAD §4: descriptors refreshed periodically by
+    the task, for the windows the epoch's items can use): ``descriptors[k]`` belongs to window ``rows[k]``.
+
+    Kept in float16, the form checkpoints store, so a resumed run mines from exactly the same values.
+    """
+
+    descriptors: torch.Tensor | None = None  # [n_rows, D] float16
+    descriptor_rows: np.ndarray | None = None  # window index of each row
+    _row_of: np.ndarray | None = None  # row of each window index (-1: not cached)
+
+    def set_descriptors(self, descriptors: torch.Tensor, rows: np.ndarray | None = None) -> None:
+        """Replace the cache (``rows`` default: every window in order)."""
+        rows = np.arange(len(descriptors)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if len(rows) != len(descriptors):
+            raise ValueError(f"{len(descriptors)} descriptors for {len(rows)} windows")
+        self.descriptors, self.descriptor_rows = descriptors.detach().cpu().half(), rows
+        self._row_of = np.full(int(rows.max(initial=-1)) + 1, -1, dtype=np.int64)
+        self._row_of[rows] = np.arange(len(rows))
+
+    def cached_descriptors(self, windows: np.ndarray | int) -> torch.Tensor:
+        """float32 descriptors of ``windows``; every one must be in the cache."""
+        windows = np.atleast_1d(windows)
+        rows = self._row_of[np.minimum(windows, len(self._row_of) - 1)]
+        if (rows < 0).any() or (windows >= len(self._row_of)).any():
+            raise RuntimeError("hard mining consulted a window whose descriptor was not refreshed")
+        return self.descriptors[torch.from_numpy(rows)].float()
+
+
+class TupleDataset(MiningCache, Dataset):
     """Training tuples of one traversal: anchor (a query window), one positive, ``n_negatives`` negatives.
 
     Indexed by ``(epoch, i)`` keys (:class:`~torchrepro.core.data.ResumableSampler` with ``keyed=True``): every
@@ -322,7 +351,7 @@ class TupleDataset(Dataset):
       samples randomly.
     """
 
-    def __init__(self, inputs: np.ndarray, positions: np.ndarray, query_idx: np.ndarray, db_idx: np.ndarray,
+    def __init__(self, inputs: np.ndarray, positions: np.ndarray, query_idx: np.ndarray, db_idx: np.ndarray, *,
                  pos_m: float, neg_m: float, n_negatives: int, seed: int,
                  mining: Literal["random", "hard"] = "random", mining_candidates: int = 100,
                  augment: "WindowAugment | None" = None, anchors_per_epoch: int | None = None) -> None:
@@ -348,9 +377,6 @@ class TupleDataset(Dataset):
         self.query_idx = np.asarray(query_idx)[keep]
         self.positives = [positives[k] for k in keep]  # positions within db_idx
         self.near = [near[k] for k in keep]
-        self.descriptors: torch.Tensor | None = None  # [n_rows, D] float16, see set_descriptors
-        self.descriptor_rows: np.ndarray | None = None  # window index of each row
-        self._row_of: np.ndarray | None = None
         self.anchors_per_epoch = anchors_per_epoch
 
     def __len__(self) -> int:
@@ -362,25 +388,6 @@ class TupleDataset(Dataset):
         """Sorted windows whose descriptors the tuples of ``epoch`` can consult: its anchors and the database."""
         anchors = self.query_idx[[self.anchor_of(epoch, i) for i in range(len(self))]]
         return np.union1d(anchors, self.db_idx)
-
-    def set_descriptors(self, descriptors: torch.Tensor, rows: np.ndarray | None = None) -> None:
-        """Hard-mining cache: ``descriptors[k]`` belongs to window ``rows[k]`` (default: every window in order).
-
-        Kept in float16, the form checkpoints store, so a resumed run mines from exactly the same values.
-        """
-        rows = np.arange(len(descriptors)) if rows is None else np.asarray(rows, dtype=np.int64)
-        if len(rows) != len(descriptors):
-            raise ValueError(f"{len(descriptors)} descriptors for {len(rows)} windows")
-        self.descriptors, self.descriptor_rows = descriptors.detach().cpu().half(), rows
-        self._row_of = np.full(int(rows.max(initial=-1)) + 1, -1, dtype=np.int64)
-        self._row_of[rows] = np.arange(len(rows))
-
-    def _desc(self, windows: np.ndarray | int) -> torch.Tensor:
-        windows = np.atleast_1d(windows)
-        rows = self._row_of[np.minimum(windows, len(self._row_of) - 1)]
-        if (rows < 0).any() or (windows >= len(self._row_of)).any():
-            raise RuntimeError("hard mining consulted a window whose descriptor was not refreshed")
-        return self.descriptors[torch.from_numpy(rows)].float()
 
     def anchor_of(self, epoch: int, i: int) -> int:
         """Which usable query item ``i`` of ``epoch`` trains on: all of them each epoch, or, with
@@ -406,9 +413,9 @@ class TupleDataset(Dataset):
         if self.mining == "hard" and self.descriptors is not None:
             cand = pool[rng.choice(len(pool), size=min(self.mining_candidates, len(pool)), replace=False)]
             pos_windows = self.db_idx[self.positives[i]]
-            d_pos = torch.cdist(self._desc(anchor), self._desc(pos_windows))[0]
+            d_pos = torch.cdist(self.cached_descriptors(anchor), self.cached_descriptors(pos_windows))[0]
             positive = int(pos_windows[int(d_pos.argmin())])
-            d_neg = torch.cdist(self._desc(anchor), self._desc(self.db_idx[cand]))[0]
+            d_neg = torch.cdist(self.cached_descriptors(anchor), self.cached_descriptors(self.db_idx[cand]))[0]
             order = torch.argsort(d_neg, stable=True)[: self.n_negatives].numpy()
             negatives = self.db_idx[cand[order]]
         else:
