@@ -134,12 +134,18 @@ def test_gradients_from_plain_sum():
     assert layer.centroids.grad.abs().sum() > 0
 
 
-def test_parameter_count():
-    k, d = 32, 512
-    layer = NetVLAD(num_clusters=k, dim=d)
-    # conv weight K*D + bias K + centroids K*D = 16384 + 32 + 16384
-    assert sum(p.numel() for p in layer.parameters()) == 32800
-    assert 32800 == k * d + k + k * d
+def test_seed_head_parameters_and_descriptor_layout():
+    # The seed's head: K = 32 clusters over D = 512 ResNet34 layer4 channels -> a 16,384-d descriptor.
+    torch.manual_seed(4)
+    layer = NetVLAD(num_clusters=32, dim=512)
+    shapes = {name: tuple(p.shape) for name, p in layer.named_parameters()}
+    assert shapes == {"conv.weight": (32, 512, 1, 1), "conv.bias": (32,), "centroids": (32, 512)}
+    assert sum(p.numel() for p in layer.parameters()) == 32800  # 32*512 (1x1 conv) + 32 (bias) + 32*512
+    out = layer(torch.randn(2, 512, 3, 2))
+    assert out.shape == (2, 16384)
+    # Intra-normalisation makes every cluster's 512-d block unit length; the final L2 over 32 such blocks
+    # then scales each to 1/sqrt(32) (laid out cluster-major: block k is out[:, 512k : 512(k+1)]).
+    torch.testing.assert_close(out.view(2, 32, 512).norm(dim=2), torch.full((2, 32), 32**-0.5), atol=1e-5, rtol=0)
 
 
 def test_init_errors():

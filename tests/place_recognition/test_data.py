@@ -24,7 +24,6 @@ from torchrepro.place_recognition.windows import (
     window_input,
     within_radius,
 )
-from torchrepro.place_recognition.model import centre_crop_resize
 
 
 class FakeTraversal:
@@ -57,12 +56,41 @@ class FakeTraversal:
 SPEC = InputSpec("voxel", 3, 30, 40, 16, True)
 
 
-def test_window_input_is_normalised_cropped_voxel_grid():
+def test_window_input_is_normalised_cropped_voxel_grid_by_hand():
+    # Sensor 4x6, B = 2, window 0..1 s. Voxel grid (bilinear in time, tn = t * (B - 1)):
+    #   t 0    (x1, y0, +) -> bin 0 [0, 1] = 1
+    #   t 0.25 (x0, y2, +) -> bin 0 [2, 0] = 0.75, bin 1 [2, 0] = 0.25   (column 0: cropped away later)
+    #   t 0.5  (x2, y1, -) -> bin 0 [1, 2] = -0.5, bin 1 [1, 2] = -0.5
+    #   t 1    (x4, y3, +) -> bin 1 [3, 4] = 1
+    # Normalisation over the six non-zero cells (zeros stay zero), with the cropped-away cells included,
+    # then the centre 4x4 square: columns 1..4.
+    ev = np.array([[0.0, 1, 0, 1], [0.25, 0, 2, 1], [0.5, 2, 1, 0], [1.0, 4, 3, 1]])
+    nonzero = np.array([1.0, 0.75, -0.5, 0.25, -0.5, 1.0])
+    mean, std = nonzero.mean(), nonzero.std(ddof=1)  # torch's Tensor.std (unbiased), as normalise_nonzero
+    norm = lambda v: (v - mean) / std  # noqa: E731
+    crop = np.zeros((2, 4, 4))
+    crop[0, 0, 0] = norm(1.0)  # sensor (y0, x1)
+    crop[0, 1, 1] = crop[1, 1, 1] = norm(-0.5)  # sensor (y1, x2)
+    crop[1, 3, 3] = norm(1.0)  # sensor (y3, x4)
+    got = window_input(ev, InputSpec("voxel", 2, 4, 6, 4, True), "hand")
+    assert got.shape == (2, 4, 4) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), crop, rtol=0, atol=1e-6)
+    # Halving to 2x2: antialiased bilinear (triangle filter stretched 2x, renormalised at the border), i.e.
+    # output pixel 0 = (3 a0 + 3 a1 + a2) / 7 and pixel 1 = (a1 + 3 a2 + 3 a3) / 7 along each axis.
+    r = np.array([[3, 3, 1, 0], [0, 1, 3, 3]]) / 7.0
+    got = window_input(ev, InputSpec("voxel", 2, 4, 6, 2, True), "hand")
+    np.testing.assert_allclose(got.numpy(), r @ crop @ r.T, rtol=0, atol=1e-6)
+    # Without normalisation the raw bilinear weights come through the crop unchanged.
+    raw = window_input(ev, InputSpec("voxel", 2, 4, 6, 4, False), "hand").numpy()
+    assert raw[0, 0, 0] == 1.0 and raw[0, 1, 1] == raw[1, 1, 1] == -0.5 and raw[1, 3, 3] == 1.0
+    assert np.count_nonzero(raw) == 4
+
+
+def test_normalise_nonzero_gives_zero_mean_unit_std_on_the_events():
     src = FakeTraversal(2)
-    got = window_input(src.events(0), SPEC, "w0")
-    expected = centre_crop_resize(normalise_nonzero(voxel_grid(src.events(0), 3, 30, 40)), 16)
-    torch.testing.assert_close(got, expected)
-    nz = normalise_nonzero(voxel_grid(src.events(0), 3, 30, 40))
+    grid = voxel_grid(src.events(0), 3, 30, 40)
+    nz = normalise_nonzero(grid)
+    assert torch.equal(nz != 0, grid != 0)
     vals = nz[nz != 0]
     assert abs(float(vals.mean())) < 1e-5 and float(vals.std()) == pytest.approx(1.0, rel=1e-4)
 

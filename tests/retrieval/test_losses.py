@@ -212,15 +212,50 @@ def test_masked_batch_hard_ignores_the_band_between_radii_by_hand():
     assert masked_batch_hard_triplet_loss(x, pos, neg, 2.5).item() == pytest.approx(1.0)
 
 
-def test_masked_batch_hard_equals_label_form():
+def batch_hard_loop(x, pos, neg, margin, metric):
+    """Hermans et al. 2017, Eq. 5, one anchor at a time in plain Python: the hardest positive (largest
+    distance) and the hardest negative (smallest distance) among the anchor's explicit relations, then
+    [margin + d_ap - d_an]_+ (softplus(d_ap - d_an) when margin is None); mean over anchors having both."""
+    rows = x.tolist()
+
+    def d(i, j):
+        a, b = rows[i], rows[j]
+        if metric == "euclidean":
+            return math.sqrt(sum((u - v) ** 2 for u, v in zip(a, b)))
+        dot = sum(u * v for u, v in zip(a, b))
+        return 1.0 - dot / (math.sqrt(sum(u * u for u in a)) * math.sqrt(sum(v * v for v in b)))
+
+    losses = []
+    for a in range(len(rows)):
+        positives = [j for j in range(len(rows)) if pos[a, j]]
+        negatives = [j for j in range(len(rows)) if neg[a, j]]
+        if not positives or not negatives:
+            continue
+        z = max(d(a, j) for j in positives) - min(d(a, j) for j in negatives)
+        losses.append(math.log1p(math.exp(z)) if margin is None else max(margin + z, 0.0))
+    return sum(losses) / len(losses) if losses else 0.0
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("margin", [0.3, None])
+@pytest.mark.parametrize("relations", ["labels", "radii"])
+def test_masked_batch_hard_matches_per_anchor_loop(relations, margin, metric):
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(10, 5, generator=g)
-    y = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3, 3])
-    same = y[:, None] == y[None, :]
+    x = torch.randn(10, 5, generator=g, dtype=torch.float64)
     eye = torch.eye(10, dtype=torch.bool)
-    for metric in ("euclidean", "cosine"):
-        torch.testing.assert_close(masked_batch_hard_triplet_loss(x, same & ~eye, ~same, 0.3, metric),
-                                   batch_hard_triplet_loss(x, y, 0.3, metric))
+    if relations == "labels":  # re-ID: same identity positive, any other identity negative
+        y = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3, 9])  # 9: a singleton, never an anchor
+        same = y[:, None] == y[None, :]
+        pos, neg = same & ~eye, ~same
+    else:  # place recognition: < 2 m positive, > 5 m negative, the band between ignored
+        metres = torch.rand(10, generator=g, dtype=torch.float64) * 20
+        gap = (metres[:, None] - metres[None, :]).abs()
+        pos, neg = (gap < 2) & ~eye, gap > 5
+    got = masked_batch_hard_triplet_loss(x, pos, neg, margin, metric)
+    want = batch_hard_loop(x, pos, neg, margin, metric)
+    assert want > 0 and got.item() == pytest.approx(want, rel=1e-9, abs=1e-9)
+    if relations == "labels":  # the label form must agree with the same per-anchor loop
+        assert batch_hard_triplet_loss(x, y, margin, metric).item() == pytest.approx(want, rel=1e-9, abs=1e-9)
 
 
 def test_masked_batch_hard_rejects_contradictory_or_misshapen_masks():

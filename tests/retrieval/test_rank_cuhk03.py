@@ -20,7 +20,7 @@ def reference_cuhk03(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, r
     max_rank = min(max_rank, num_g)
     identities = sorted(set(g_pids.tolist()))
     rng = np.random.default_rng(seed)
-    all_cmc, all_ap = [], []
+    all_cmc, all_ap, all_inp = [], [], []
     for q in range(num_q):
         uniform = rng.random((repeats, len(identities)))
         keep = ~((g_pids == q_pids[q]) & (g_camids == q_camids[q]))
@@ -44,7 +44,14 @@ def reference_cuhk03(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, r
         raw = (g_pids[order] == q_pids[q])[keep[order]]
         precision = raw.cumsum() / np.arange(1, len(raw) + 1)
         all_ap.append((precision * raw).sum() / raw.sum())
-    return {"cmc": np.mean(all_cmc, axis=0), "mAP": float(np.mean(all_ap)), "num_skipped": num_q - len(all_ap)}
+        hits = [i for i in range(len(raw)) if raw[i]]  # positions in the kept gallery, 0-based
+        all_inp.append(len(hits) / (hits[-1] + 1))  # INP: correct matches / position of the last one
+    return {
+        "cmc": np.mean(all_cmc, axis=0),
+        "mAP": float(np.mean(all_ap)),
+        "mINP": float(np.mean(all_inp)),
+        "num_skipped": num_q - len(all_ap),
+    }
 
 
 def cuhk03_like(seed, num_q=40, num_g=150, num_ids=20, ties=True, dtype=np.float64):
@@ -76,17 +83,36 @@ def test_matches_loop_reference(seed, ties, dtype):
         for k in (1, 5, 10, 20):
             assert out[f"rank-{k}"] == pytest.approx(ref["cmc"][k - 1], abs=1e-9)
         assert out["mAP"] == pytest.approx(ref["mAP"], abs=1e-9)
+        assert out["mINP"] == pytest.approx(ref["mINP"], abs=1e-9)
         assert out["num_skipped"] == ref["num_skipped"] >= 3
         assert out["num_valid_queries"] + out["num_skipped"] == 40
 
 
-def test_map_and_minp_are_the_market_ones():
-    data = cuhk03_like(3)
-    out = evaluate_cuhk03_single_shot(*data)
-    market = evaluate_market1501(*data)
-    assert out["mAP"] == market["mAP"] and out["mINP"] == market["mINP"]
-    assert set(out) == set(market)
-    assert len(out["cmc"]) == 20 and out["cmc"].dtype == np.float64
+def test_map_and_minp_hand_computed_on_the_kept_gallery():
+    # Gallery: g0 pid 1 cam 0, g1 pid 2 cam 0, g2 pid 1 cam 1, g3 pid 3 cam 1, g4 pid 1 cam 1, g5 pid 2 cam 1.
+    # Query A (pid 1, cam 0): by distance g0 g2 g1 g3 g4 g5; g0 is removed (same pid and camera), so the kept
+    #   ranking is g2 g1 g3 g4 g5 with hits at ranks 1 and 4: AP = (1/1 + 2/4) / 2 = 3/4, INP = 2/4.
+    # Query B (pid 2, cam 1): by distance g5 g2 g3 g0 g1 g4; g5 is removed, kept g2 g3 g0 g1 g4, one hit at
+    #   rank 4: AP = 1/4, INP = 1/4.
+    # Query C (pid 3, cam 1): its only match g3 has the same camera -> skipped. Query D (pid 9): absent -> skipped.
+    # mAP = (3/4 + 1/4) / 2 = 1/2, mINP = (1/2 + 1/4) / 2 = 3/8, over the gallery as a whole (not the samples).
+    dist = np.array(
+        [
+            [0.0, 0.2, 0.1, 0.3, 0.4, 0.5],
+            [0.3, 0.35, 0.1, 0.2, 0.4, 0.05],
+            [0.6, 0.5, 0.4, 0.3, 0.2, 0.1],
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        ]
+    )
+    g_pids, g_cams = [1, 2, 1, 3, 1, 2], [0, 0, 1, 1, 1, 1]
+    out = evaluate_cuhk03_single_shot(dist, [1, 2, 3, 9], g_pids, [0, 1, 1, 0], g_cams, max_rank=6, repeats=7)
+    assert out["mAP"] == pytest.approx(0.5) and out["mINP"] == pytest.approx(0.375)
+    assert out["num_valid_queries"] == 2 and out["num_skipped"] == 2
+    assert set(out) == {"rank-1", "rank-5", "rank-10", "rank-20", "mAP", "mINP", "cmc", "num_valid_queries",
+                        "num_skipped"}
+    assert len(out["cmc"]) == 6 and out["cmc"].dtype == np.float64
+    # B's single kept match g1 (0.35) always follows g3 (0.2), so B is never at rank 1 and is within rank 3.
+    assert out["rank-1"] <= 0.5 and out["cmc"][2] == 1.0
 
 
 def test_one_sample_per_identity_equals_market_cmc():

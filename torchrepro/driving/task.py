@@ -31,8 +31,8 @@ class DrivingTask(TaskModule):
         super().__init__(cfg)
         m: DrivingModel = cfg.model
         self.num_classes = len(cfg.data.classes)
-        self.net = DirectionNet(self.num_classes, m.arch, m.pretrained, m.freeze_backbone, m.l2_normalize,
-                                m.zero_init_residual)
+        self.net = DirectionNet(self.num_classes, m.arch, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone,
+                                l2_normalize=m.l2_normalize, zero_init_residual=m.zero_init_residual)
         self.last_confusion: torch.Tensor | None = None
 
     def parameter_groups(self) -> dict:

@@ -9,7 +9,11 @@ Voxel grid (Zhu et al. 2019, "Unsupervised event-based learning of optical flow,
 implemented by rpg_e2vid's ``events_to_voxel_grid``):
 
 * timestamps are normalised to ``[0, B − 1]`` with ``tn = (t − t0) / (t_last − t0) * (B − 1)``, where ``t0``
-  and ``t_last`` are the first and last timestamps of the (ascending) window;
+  and ``t_last`` are the first and last timestamps of the (ascending) window. Both implementations evaluate
+  it in exactly that order (divide, then multiply), so the last event gets ``tn = B − 1`` exactly and every
+  ``tn`` lies in ``[0, B − 1]``; a precomputed scale ``(t − t0) * ((B − 1) / dt)`` can give 3.9999999999999996
+  for B = 5 and leak ~4e-16 into bin B − 2. (rpg_e2vid's own order, ``(B − 1) * (t − t0) / dt``, is exact
+  when B − 1 is a power of two but can miss by one ulp otherwise, e.g. B = 4 or 6.)
 * each event's polarity ``±1`` is split bilinearly between bins ``floor(tn)`` (weight ``1 − (tn − floor)``)
   and ``floor(tn) + 1`` (weight ``tn − floor``), the upper bin only when it is ``< B``. The first event
   lands fully in bin 0 and the last fully in bin ``B − 1``; the grid's total equals the sum of polarities.
@@ -106,22 +110,41 @@ def _check_t(t: torch.Tensor, source: str | None) -> None:
 
 @numba.njit(cache=True, nogil=True)
 def _voxel_grid_kernel(t, x, y, p, num_bins, height, width, out):  # pragma: no cover - compiled
-    """Fused CPU voxel grid: returns 1 for an off-sensor/NaN coordinate, 2 for bad timestamps, else 0."""
+    """Fused CPU voxel grid, one pass: returns 1 for an off-sensor/NaN coordinate, 2 for bad timestamps, else 0.
+
+    On a non-zero status ``out`` holds a partial grid (the caller raises and drops it). Every event is checked
+    before its cells are written: coordinates on the sensor, and ``t[i-1] <= t[i] <= t_last`` with finite ``t0``
+    and ``t_last``, which is exactly "finite and ascending" and bounds ``tn`` to ``[0, B - 1]``, so every index
+    written is inside ``out``.
+    """
     n = t.shape[0]
-    for i in range(n):
-        if not (x[i] >= 0 and x[i] < width and y[i] >= 0 and y[i] < height):
-            return 1
-        if not np.isfinite(t[i]) or (i > 0 and t[i] < t[i - 1]):
-            return 2
     t0 = t[0]
-    scale = (num_bins - 1) / (t[n - 1] - t0) if t[n - 1] > t0 else 0.0
+    t_last = t[n - 1]
+    if not (np.isfinite(t0) and np.isfinite(t_last)):
+        return 2
+    # (t - t0) / dt * (B - 1), in this order: dt / dt is exactly 1, so the last event lands exactly on B - 1
+    # (a precomputed scale (B - 1) / dt gives e.g. 3.9999999999999996 and leaks ~4e-16 into bin B - 2).
+    # Rounding is monotone, so every tn lies in [0, B - 1]. Zero duration: dt = 1 and every tn is 0.
+    dt = t_last - t0
+    if not dt > 0:
+        dt = 1.0
+    last = num_bins - 1
     hw = height * width
+    prev = t0
     for i in range(n):
-        tn = (t[i] - t0) * scale
+        ti = t[i]
+        if not (ti >= prev and ti <= t_last):  # NaN fails too
+            return 2
+        prev = ti
+        xi = x[i]
+        yi = y[i]
+        if not (xi >= 0 and xi < width and yi >= 0 and yi < height):
+            return 1
+        tn = (ti - t0) / dt * last
         lower = int(np.floor(tn))
         frac = tn - lower
         pol = 1.0 if p[i] > 0 else -1.0
-        idx = int(y[i]) * width + int(x[i]) + lower * hw
+        idx = int(yi) * width + int(xi) + lower * hw
         out[idx] += pol * (1.0 - frac)
         if lower + 1 < num_bins:
             out[idx + hw] += pol * frac
@@ -187,9 +210,15 @@ def voxel_grid(
     if not on_sensor:
         _check_xy(x, y, height, width, source)
 
-    # rpg_e2vid: a zero-duration window divides by 1 instead, which puts every event in bin 0.
-    scale = (num_bins - 1) / (t_last - t0) if t_last > t0 else 0.0
-    tn = torch.sub(t, t0).mul_(scale)  # in [0, B-1]; float64 so epoch-sized t0 keeps its precision
+    # tn = (t - t0) / dt * (B - 1) in this order, as the formula: dt / dt is exactly 1, so the last event gets
+    # exactly B - 1, and every tn lies in [0, B - 1] (rounding is monotone); float64 so epoch-sized t0 keeps
+    # its precision. dt is divided as a tensor on the events' device, not a Python float: CUDA turns division
+    # by a CPU scalar into multiplication by its reciprocal, which is the inexact (B - 1) / dt scaling again.
+    # rpg_e2vid: a zero-duration window divides by 1 instead (t - t0 is 0 throughout): every event in bin 0.
+    tn = torch.sub(t, t0)
+    if t_last > t0:
+        tn = tn.div_(tn[-1].clone())
+    tn = tn.mul_(num_bins - 1)
     lower = tn.floor()
     frac = tn.sub_(lower).to(torch.float32)  # weight of the upper bin
     pol = torch.where(p > 0, 1.0, -1.0).to(device=device, dtype=torch.float32)
@@ -198,8 +227,8 @@ def voxel_grid(
     # Flat index y*W + x + bin*H*W (coordinates truncated like rpg_e2vid's astype(int)).
     idx = torch.add(x.to(torch.int64), y.to(torch.int64), alpha=width).add_(lower.to(torch.int64), alpha=hw)
     grid.index_add_(0, idx, w_lower)
-    # Upper bin floor(tn)+1 exists only when < B. floor(tn) = B-1 only for tn == B-1 exactly, where the upper
-    # weight is exactly 0, so clamping that index into the last bin adds 0 and needs no boolean mask.
+    # Upper bin floor(tn)+1 exists only when < B. tn <= B-1, so floor(tn) = B-1 only for tn == B-1 exactly,
+    # where the upper weight is exactly 0: clamping that index into the grid adds 0 and needs no boolean mask.
     grid.index_add_(0, idx.add_(hw).clamp_(max=num_bins * hw - 1), w_upper)
     return grid.view(num_bins, height, width)
 

@@ -44,8 +44,9 @@ class VPRTask(TaskModule):
         spec = d.input_spec()
         self.front = (EventFrontEnd(d.num_bins, d.sensor_height, d.sensor_width, d.input_size, seed=cfg.seed)
                       if d.representation == "est" else None)
-        self.net = PlaceNet(spec.channels, m.arch, m.num_clusters, m.pretrained, m.zero_init_residual, m.last_stride,
-                            m.trunk_layers, m.channels_last)
+        self.net = PlaceNet(spec.channels, m.arch, num_clusters=m.num_clusters, pretrained=m.pretrained,
+                            zero_init_residual=m.zero_init_residual, last_stride=m.last_stride,
+                            trunk_layers=m.trunk_layers, channels_last=m.channels_last)
         self.pca = PCAWhitening(self.net.descriptor_dim, m.pca_dim) if m.pca_dim else None
         self.last_eval: dict | None = None
         self.mining_epoch = -1
