@@ -1,8 +1,9 @@
 """The recipe contract (timm's ``test_models.py`` idea): every registered recipe, built from its shipped synthetic
 config shrunk by its own ``tiny_overrides``, must
 
-1. train through the CLI, print the untrained model's metrics (and its baseline, where it declares one), and leave
-   a run directory with ``config.yaml``, ``metrics.json``, TensorBoard events and ``last``/``best`` checkpoints;
+1. train through the CLI, print the untrained model's metrics (and its baseline, where it declares one) and one
+   line per epoch with no library banners (the output is not a terminal), and leave a run directory with
+   ``config.yaml``, ``metrics.json``, TensorBoard events and ``last``/``best`` checkpoints;
 2. resume bit-identical after a SIGKILL mid-epoch (weights, optimiser state and step count);
 3. ``eval`` its best checkpoint to the validation metric the run recorded for it;
 4. evaluate under a real 2-process ``torchrun`` (gloo) to the same metrics as one process.
@@ -102,6 +103,11 @@ def test_recipe_contract(name: str, tmp_path: Path) -> None:
     assert recipe.default_monitor in untrained
     if recipe.baseline_metric:
         assert recipe.baseline_metric in untrained, untrained
+    epochs = [line for line in res.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(",")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"], res.stdout
+    assert recipe.default_monitor in epochs[-1]
+    for noise in ("\r", "GPU available", "Tip:", "was configured so", "faiss"):
+        assert noise not in res.stdout + res.stderr, f"{noise!r} in the output of a non-terminal run"
     for item in ("config.yaml", "metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
         assert (full / item).is_file(), item
     assert any((full / "tensorboard").glob("events.out.tfevents.*"))

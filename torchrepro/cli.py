@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import yaml
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a deprecation inside Lightning's own code, printed on every run: nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     parser = build_parser()
     # parse_known_args: argparse does not collect positionals given after an option
     # (`eval CONFIG --ckpt X key=value`), so such trailing overrides arrive as "unknown" and are kept here.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch.distributed as dist
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from torchrepro.core.callbacks import MetricsFileCallback, NonFiniteLossGuard, RNGStateCallback
+from torchrepro.core.callbacks import EpochLine, MetricsFileCallback, NonFiniteLossGuard, RNGStateCallback
 from torchrepro.core.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from torchrepro.core.config import Config
 from torchrepro.core.distributed import SyncBatchNormPlugin
@@ -51,11 +52,18 @@ def global_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+#: libraries whose INFO lines (accelerator banners, advertisements, "configured so 100% of the batches …",
+#: faiss's CPU-feature probes) say nothing a user acts on; their warnings still show
+QUIET_LIBRARIES = ("pytorch_lightning", "lightning_fabric", "lightning", "faiss")
+
+
 def configure_rank_logging() -> None:
     """INFO on rank 0, WARNING elsewhere: warnings and errors from any rank still show."""
     level = logging.INFO if global_rank() == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s")
     logging.getLogger("torchrepro").setLevel(level)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def agree_on_run_dir(cfg: Config) -> Path:
@@ -115,6 +123,9 @@ def build_trainer(cfg: Config, recipe: Recipe, run_dir: Path, extra_callbacks: l
     """A Lightning Trainer configured from ``cfg.trainer``, logging to ``run_dir``."""
     t = cfg.trainer
     devices, num_nodes, strategy = trainer_devices(cfg)
+    # A progress bar only on a terminal: in a log file its carriage-return updates pile up; there (and with the
+    # bar switched off) one line per epoch says the same.
+    progress_bar = t.progress_bar and sys.stdout.isatty()
     tb = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="") if logger else False
     return pl.Trainer(
         default_root_dir=str(run_dir),
@@ -135,14 +146,15 @@ def build_trainer(cfg: Config, recipe: Recipe, run_dir: Path, extra_callbacks: l
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         deterministic=t.deterministic,
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         # no_grad rather than inference_mode for evaluation: metric states created under inference mode
         # (e.g. by a validation before fitting) cannot be updated in place afterwards.
         inference_mode=False,
         logger=tb,
-        callbacks=build_callbacks(cfg, recipe, run_dir) + recipe.callbacks(cfg) + list(extra_callbacks or []),
+        callbacks=(build_callbacks(cfg, recipe, run_dir) + ([] if progress_bar else [EpochLine()])
+                   + recipe.callbacks(cfg) + list(extra_callbacks or [])),
         # torch's SyncBatchNorm has GPU kernels only; the plugin picks a gloo-capable one on CPU. Added only
         # when asked for: Lightning turns layer syncing on for any such plugin.
         plugins=[AtomicCheckpointIO(), *([SyncBatchNormPlugin()] if t.sync_batchnorm else [])],
