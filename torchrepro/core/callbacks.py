@@ -145,7 +145,10 @@ class RunArtefacts(pl.Callback):
 
 class EpochLine(pl.Callback):
     """One line per epoch on rank 0, for logs that are not a terminal (or when the progress bar is off):
-    ``epoch 3/6, step 225: accuracy=0.9133, loss=0.2210, … (41 s)``, with the epoch's validation metrics."""
+    ``epoch 3/6, step 225: accuracy=0.9133, loss=0.2210, … (41 s)``, with the epoch's validation metrics.
+
+    Non-learned baselines (``baseline_*``) do not change between epochs: the untrained model's line and
+    ``metrics.json`` show them, the epoch lines leave them out."""
 
     def __init__(self) -> None:
         self._started = 0.0
@@ -156,7 +159,8 @@ class EpochLine(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(_scalar_metrics(trainer.callback_metrics).items()))
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(_scalar_metrics(trainer.callback_metrics).items())
+                            if not k.startswith("baseline_"))
         total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         print(f"epoch {trainer.current_epoch + 1}{total}, step {trainer.global_step}: {metrics} "
               f"({time.perf_counter() - self._started:.0f} s)", flush=True)
