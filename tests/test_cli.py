@@ -155,3 +155,24 @@ def test_data_command_generates_the_synthetic_set_a_later_train_reuses(tmp_path,
 def test_data_command_names_a_missing_data_root(tmp_path, capsys):
     code, _, err = run_main(capsys, "data", DEMO, "data.source=csv", f"data.root={tmp_path / 'absent'}")
     assert_one_line_error(code, err, str(tmp_path / "absent"), "does not exist")
+
+
+def test_resume_extends_a_finished_run_and_refuses_what_would_break_it(tmp_path, capsys):
+    """`resume RUN_DIR trainer.max_epochs=N` continues a finished run for more epochs and records the new plan;
+    an override that would change the continuation (optimiser, data, seed) is refused in one line, nothing run."""
+    write_csv_split(tmp_path / "data" / "train", 16, seed=1)
+    write_csv_split(tmp_path / "data" / "val", 6, seed=2)
+    config = tiny_config(tmp_path, tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", str(config), f"run.dir={run}", "trainer.max_epochs=1"]) == 0
+    one_epoch = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    code, _, err = run_main(capsys, "resume", run, "optim.lr=0.5")
+    assert_one_line_error(code, err, "optim.lr", "trainer.max_epochs")
+    original = (run / "config.yaml").read_text()
+    assert "max_epochs: 1" in original
+    assert main(["resume", str(run), "trainer.max_epochs=2"]) == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * one_epoch
+    # the new plan is recorded, and nothing else in the run's config changed
+    assert (run / "config.yaml").read_text() == original.replace("max_epochs: 1", "max_epochs: 2")
+    assert main(["resume", str(run)]) == 0  # a plain resume now finds the run complete
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * one_epoch

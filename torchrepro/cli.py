@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", type=Path, required=True, help="a .ckpt file written by torchrepro")
     p.add_argument("overrides", nargs="*")
 
-    p = sub.add_parser("resume", help="continue a run exactly where its last checkpoint stopped")
+    p = sub.add_parser("resume", help="continue a run exactly where its last checkpoint stopped (optionally for "
+                                      "longer: trainer.max_epochs=N)", epilog=EPILOG)
     p.add_argument("run_dir", type=Path, help="a run directory made by `torchrepro train`")
+    p.add_argument("overrides", nargs="*", help="trainer.max_epochs / max_steps / validation and logging intervals")
 
     sub.add_parser("list", help="list the recipes with a one-line description")
 
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "train":
         _print_metrics(*engine.train(args.config, args.overrides), started)
     elif args.command == "resume":
-        _print_metrics(*engine.resume(args.run_dir), started)
+        _print_metrics(*engine.resume(args.run_dir, args.overrides), started)
     elif args.command == "eval":
         _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides), started)
     return 0

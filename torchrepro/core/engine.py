@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -25,7 +26,14 @@ from torchrepro.core.config import Config
 from torchrepro.core.distributed import SyncBatchNormPlugin
 from torchrepro.core.errors import CheckpointError, ConfigError
 from torchrepro.core.registry import Recipe, get_recipe, resolve_config
-from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, METRICS_NAME, choose_run_dir, create_run_dir
+from torchrepro.core.rundir import (
+    CKPT_DIR,
+    CONFIG_NAME,
+    METRICS_NAME,
+    choose_run_dir,
+    create_run_dir,
+    write_text_atomic,
+)
 from torchrepro.core.seeding import rank_seed
 
 log = logging.getLogger("torchrepro")
@@ -214,18 +222,49 @@ def train(config_path: Path | None, overrides: list[str], raw: dict | None = Non
     return run_dir, _fit(cfg, run_dir, None)
 
 
-def resume(run_dir: Path) -> tuple[Path, dict[str, float]]:
-    """``torchrepro resume RUN_DIR``: the run's own config and its last checkpoint, nothing else."""
+#: keys ``torchrepro resume RUN_DIR key=value`` may change: how long and how visibly the run goes on. Anything
+#: else (data, model, optimiser, seed, batch size) would make the continuation differ from the run it continues.
+RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.val_check_interval",
+                  "trainer.check_val_every_n_epoch", "trainer.log_every_n_steps", "trainer.progress_bar",
+                  "checkpoint.every_n_steps")
+
+
+def _resume_overrides(overrides: list[str]) -> list[str]:
+    """Refuse, with one line, an override that would break an exact continuation."""
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if key not in RESUMABLE_KEYS:
+            raise ConfigError(
+                f"resume cannot change '{key}': a resumed run continues exactly where it stopped, so only "
+                f"{', '.join(RESUMABLE_KEYS)} may change; for other settings start a new run with "
+                f"`torchrepro train RUN_DIR/config.yaml {text}`"
+            )
+    return list(overrides)
+
+
+def resume(run_dir: Path, overrides: list[str] | None = None) -> tuple[Path, dict[str, float]]:
+    """``torchrepro resume RUN_DIR [key=value…]``: the run's own config and its last checkpoint.
+
+    Overrides may extend or shorten the run and change how it reports (:data:`RESUMABLE_KEYS`); the run's
+    ``config.yaml`` is updated with them, so a later plain ``resume`` continues the same plan. A step- or
+    epoch-clocked schedule keeps the clock it was built with: a cosine schedule that has reached its end stays
+    at ``sched.eta_min`` for the added steps.
+    """
     run_dir = Path(run_dir)
+    changes = _resume_overrides(overrides or [])
     if not (run_dir / CONFIG_NAME).is_file():
         raise CheckpointError(f"'{run_dir}' is not a run directory (no {CONFIG_NAME}): pass a directory made by `torchrepro train`")
     ckpt = run_dir / CKPT_DIR / "last.ckpt"
     if not ckpt.is_file():
         raise CheckpointError(f"run directory '{run_dir}' has no checkpoint ({ckpt} is missing): nothing to resume; start it again with `torchrepro train`")
     load_checkpoint(ckpt)  # fail early, with a clear message, on a corrupt file
-    cfg = resolve_config(run_dir / CONFIG_NAME, [f"run.dir={run_dir}"])
+    recorded = resolve_config(run_dir / CONFIG_NAME, changes)  # validated before anything is written
+    cfg = resolve_config(run_dir / CONFIG_NAME, [f"run.dir={run_dir}", *changes])
     init_distributed(cfg)
     configure_rank_logging()
+    if changes and global_rank() == 0:
+        write_text_atomic(run_dir / CONFIG_NAME, yaml.safe_dump(recorded.to_dict(), sort_keys=False))
+        log.info("resuming with %s (recorded in %s)", " ".join(changes), run_dir / CONFIG_NAME)
     return run_dir, _fit(cfg, run_dir, ckpt)
 
 
