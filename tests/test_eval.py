@@ -29,3 +29,33 @@ def test_eval_of_last_checkpoint_matches_the_runs_final_validation(tmp_path, cap
     for name in ("confusion_matrix.png", "config.yaml", "metrics.json"):
         assert (tmp_path / "eval" / name).is_file()
     assert (tmp_path / "run" / "curves.png").is_file()
+
+
+def test_eval_writes_into_the_runs_eval_folder_records_the_checkpoint_and_copies_no_weights(tmp_path, capsys):
+    import hashlib
+
+    data = tmp_path / "data"
+    write_csv_split(data / "train", 16, seed=1)
+    write_csv_split(data / "val", 6, seed=2)
+    config = tiny_config(tmp_path, data)
+    run = tmp_path / "run"
+    assert main(["train", str(config), f"run.dir={run}", "trainer.max_epochs=1", "checkpoint.every_n_steps=0"]) == 0
+    ckpt = run / "checkpoints" / "best.ckpt"
+    # the config names no run.dir of its own: the results go next to the run that wrote the checkpoint
+    assert main(["eval", str(config), "--ckpt", str(ckpt)]) == 0
+    (folder,) = (run / "eval").iterdir()
+    record = json.loads((folder / "eval.json").read_text())
+    assert record["checkpoint"] == str(ckpt.resolve())
+    assert record["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert record["metrics"]["accuracy"] == json.loads((folder / "metrics.json").read_text())["last"]["accuracy"]
+    assert not (folder / "checkpoints").exists()
+    assert not [p for p in folder.rglob("*") if p.suffix in (".ckpt", ".pth")]
+    # --out chooses the folder
+    assert main(["eval", str(config), "--ckpt", str(ckpt), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "eval.json").is_file()
+    # a checkpoint of another model: the message says what does not fit, not just "Error(s) in loading …:"
+    capsys.readouterr()
+    assert main(["eval", str(config), "--ckpt", str(ckpt), "model.arch=resnet34", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit recipe 'driving'" in err and ("size mismatch" in err or "key" in err), err
+    assert not err.rstrip().endswith(":")

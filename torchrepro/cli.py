@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint with a config's data and protocol", epilog=EPILOG)
     p.add_argument("config", type=Path)
     p.add_argument("--ckpt", type=Path, required=True, help="a .ckpt file written by torchrepro")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for the results (default: RUN_DIR/eval/<timestamp> for a run's checkpoint)")
     p.add_argument("overrides", nargs="*")
 
     p = sub.add_parser("resume", help="continue a run exactly where its last checkpoint stopped (optionally for "
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "resume":
         _print_metrics(*engine.resume(args.run_dir, args.overrides), started)
     elif args.command == "eval":
-        _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides), started)
+        _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides, args.out), started)
     return 0
 
 

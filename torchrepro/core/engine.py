@@ -7,6 +7,7 @@ before anything is written; Lightning then reuses that process group.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -30,8 +31,10 @@ from torchrepro.core.rundir import (
     CKPT_DIR,
     CONFIG_NAME,
     METRICS_NAME,
+    choose_eval_dir,
     choose_run_dir,
     create_run_dir,
+    write_json_atomic,
     write_text_atomic,
 )
 from torchrepro.core.seeding import rank_seed
@@ -74,12 +77,18 @@ def configure_rank_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def agree_on_run_dir(cfg: Config) -> Path:
-    """Rank 0 picks and creates the run directory (writing config.yaml); all ranks receive its path."""
+def agree_on_run_dir(cfg: Config, eval_of: Path | None = None, out: Path | None = None) -> Path:
+    """Rank 0 picks and creates the run directory (writing config.yaml); all ranks receive its path.
+
+    ``eval_of``: the checkpoint an evaluation scores; its directory (:func:`choose_eval_dir`) gets no
+    ``checkpoints/`` folder."""
     path, error = None, None
     if global_rank() == 0:
         try:
-            path = create_run_dir(cfg, choose_run_dir(cfg))
+            if eval_of is None:
+                path = create_run_dir(cfg, choose_run_dir(cfg))
+            else:
+                path = create_run_dir(cfg, choose_eval_dir(cfg, eval_of, out), checkpoints=False)
         except ConfigError as err:
             error = str(err)
     if dist.is_available() and dist.is_initialized():
@@ -268,8 +277,28 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> tuple[Path, dic
     return run_dir, _fit(cfg, run_dir, ckpt)
 
 
-def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str]) -> tuple[Path, dict[str, float]]:
-    """``torchrepro eval``: load weights (weights_only) into the recipe's model and run validation."""
+def _state_dict_mismatch(err: RuntimeError) -> str:
+    """The informative line of torch's load_state_dict error (its first line ends with a bare colon)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = next((line for line in lines[1:]), lines[0] if lines else "")
+    return detail[:300]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str],
+             out: Path | None = None) -> tuple[Path, dict[str, float]]:
+    """``torchrepro eval``: load weights (weights_only) into the recipe's model and run validation.
+
+    Results go to their own folder (:func:`choose_eval_dir`: ``RUN_DIR/eval/<timestamp>/`` for a run's
+    checkpoint) with ``config.yaml``, ``metrics.json``, the recipe's plots and ``eval.json`` (the checkpoint's path
+    and SHA-256, and the metrics). No weights are copied."""
     cfg = resolve_config(config_path, overrides)
     ckpt = load_checkpoint(Path(ckpt_path))
     init_distributed(cfg)
@@ -280,12 +309,16 @@ def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str]) -> tuple[
     try:
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"checkpoint '{ckpt_path}' does not fit recipe '{cfg.recipe}' with this config: {first}") from None
-    run_dir = agree_on_run_dir(cfg)
+        raise CheckpointError(f"checkpoint '{ckpt_path}' does not fit recipe '{cfg.recipe}' with this config: "
+                              f"{_state_dict_mismatch(err)}") from None
+    run_dir = agree_on_run_dir(cfg, eval_of=Path(ckpt_path), out=out)
     trainer = build_trainer(cfg, recipe, run_dir)
     results = trainer.validate(module, datamodule=datamodule)
-    return run_dir, {k: float(v) for k, v in (results[0] if results else {}).items()}
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if global_rank() == 0:
+        write_json_atomic(run_dir / "eval.json", {"checkpoint": str(Path(ckpt_path).resolve()),
+                                                  "sha256": file_sha256(Path(ckpt_path)), "metrics": metrics})
+    return run_dir, metrics
 
 
 def prepare_data(config_path: Path, overrides: list[str]) -> dict[str, int]:

@@ -18,16 +18,35 @@ METRICS_NAME = "metrics.json"
 CKPT_DIR = "checkpoints"
 
 
-def choose_run_dir(cfg: Config) -> Path:
-    """``run.dir`` if given, else ``<run.root>/<recipe>/<timestamp>`` (made unique with a suffix)."""
-    if cfg.run.dir:
-        return Path(cfg.run.dir)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.run.root) / cfg.recipe / stamp
+def new_timestamped_dir(parent: Path, prefix: str = "") -> Path:
+    """``parent/<prefix><timestamp>``, made unique with a suffix (not created)."""
+    stamp = prefix + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(parent) / stamp
     path, n = base, 1
     while path.exists():
         path, n = base.with_name(f"{stamp}-{n}"), n + 1
     return path
+
+
+def choose_run_dir(cfg: Config) -> Path:
+    """``run.dir`` if given, else ``<run.root>/<recipe>/<timestamp>`` (made unique with a suffix)."""
+    if cfg.run.dir:
+        return Path(cfg.run.dir)
+    return new_timestamped_dir(Path(cfg.run.root) / cfg.recipe)
+
+
+def choose_eval_dir(cfg: Config, ckpt_path: Path, out: Path | None = None) -> Path:
+    """Where ``torchrepro eval`` writes: ``--out``, else ``run.dir``, else ``RUN_DIR/eval/<timestamp>`` when the
+    checkpoint lies in a run's ``checkpoints/``, else ``<run.root>/<recipe>/eval-<timestamp>``."""
+    if out is not None:
+        return Path(out)
+    if cfg.run.dir:
+        return Path(cfg.run.dir)
+    ckpt = Path(ckpt_path).resolve()
+    run = ckpt.parent.parent
+    if ckpt.parent.name == CKPT_DIR and (run / CONFIG_NAME).is_file():
+        return new_timestamped_dir(run / "eval")
+    return new_timestamped_dir(Path(cfg.run.root) / cfg.recipe, prefix="eval-")
 
 
 def check_run_dir_free(path: Path) -> None:
@@ -39,10 +58,11 @@ def check_run_dir_free(path: Path) -> None:
         )
 
 
-def create_run_dir(cfg: Config, path: Path) -> Path:
-    """Create the run directory and write the resolved config (rank 0 only calls this)."""
+def create_run_dir(cfg: Config, path: Path, checkpoints: bool = True) -> Path:
+    """Create the run directory (with ``checkpoints/`` for a training run) and write the resolved config (rank 0
+    only calls this)."""
     check_run_dir_free(path)
-    (path / CKPT_DIR).mkdir(parents=True, exist_ok=True)
+    (path / CKPT_DIR if checkpoints else path).mkdir(parents=True, exist_ok=True)
     write_text_atomic(path / CONFIG_NAME, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return path
 
