@@ -4,6 +4,8 @@ recipes' artefact callbacks."""
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,57 @@ class EpochLine(pl.Callback):
         total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         print(f"epoch {trainer.current_epoch + 1}{total}, step {trainer.global_step}: {metrics} "
               f"({time.perf_counter() - self._started:.0f} s)", flush=True)
+
+
+class GracefulInterrupt(pl.Callback):
+    """Ctrl-C (SIGINT) or SIGTERM during training: finish the current step, write ``last.ckpt`` (atomically, through
+    the engine's checkpoint IO), print one line with its path and the command that continues the run, and exit
+    with status 130. A second signal stops at once.
+
+    The checkpoint is written at a step boundary, the same point as the periodic ``last.ckpt``, so the resumed run
+    continues exactly. Under DDP the ranks agree (one all-reduce of a flag per step) to stop after the same step.
+    """
+
+    def __init__(self, run_dir: Path, ckpt_name: str = "last.ckpt") -> None:
+        self.run_dir = Path(run_dir)
+        self.ckpt_name = ckpt_name
+        self.requested: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal's signature
+        if self.requested is not None:  # second signal: no more grace
+            self._restore()
+            raise KeyboardInterrupt
+        self.requested = signum
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be installed from the main thread
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handler)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        stop = self.requested is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        path = self.run_dir / "checkpoints" / self.ckpt_name
+        trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            print(f"interrupted after step {trainer.global_step} (epoch {trainer.current_epoch + 1}); saved {path}; "
+                  f"continue with: torchrepro resume {self.run_dir}", flush=True)
+        self._restore()
+        raise SystemExit(130)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()

@@ -21,7 +21,13 @@ import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from torchrepro.core.callbacks import EpochLine, MetricsFileCallback, NonFiniteLossGuard, RNGStateCallback
+from torchrepro.core.callbacks import (
+    EpochLine,
+    GracefulInterrupt,
+    MetricsFileCallback,
+    NonFiniteLossGuard,
+    RNGStateCallback,
+)
 from torchrepro.core.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from torchrepro.core.config import Config
 from torchrepro.core.distributed import SyncBatchNormPlugin
@@ -121,7 +127,8 @@ def trainer_devices(cfg: Config) -> tuple[Any, int, str]:
 def build_callbacks(cfg: Config, recipe: Recipe, run_dir: Path) -> list[pl.Callback]:
     """Checkpointing (last every N steps and at epoch end, best by metric), RNG state, NaN guard, metrics."""
     ckpt_dir = run_dir / CKPT_DIR
-    callbacks: list[pl.Callback] = [RNGStateCallback(), NonFiniteLossGuard(ckpt_dir), MetricsFileCallback(run_dir)]
+    callbacks: list[pl.Callback] = [RNGStateCallback(), NonFiniteLossGuard(ckpt_dir), MetricsFileCallback(run_dir),
+                                    GracefulInterrupt(run_dir)]
     if cfg.checkpoint.every_n_steps > 0:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, enable_version_counter=False,
                                          every_n_train_steps=cfg.checkpoint.every_n_steps))
