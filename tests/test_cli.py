@@ -176,3 +176,27 @@ def test_resume_extends_a_finished_run_and_refuses_what_would_break_it(tmp_path,
     assert (run / "config.yaml").read_text() == original.replace("max_epochs: 1", "max_epochs: 2")
     assert main(["resume", str(run)]) == 0  # a plain resume now finds the run complete
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * one_epoch
+
+
+def test_a_data_error_leaves_no_half_made_run_and_the_same_command_works_once_fixed(tmp_path, capsys):
+    data = _csv_data(tmp_path)
+    labels = data / "train" / "labels.csv"
+    good = labels.read_text()
+    labels.write_text(good.replace(",left\n", ",lefty\n", 1))
+    args = ("train", tiny_config(tmp_path, data), f"run.dir={tmp_path / 'run'}", "trainer.max_epochs=1")
+    code, _, err = run_main(capsys, *args)
+    assert_one_line_error(code, err, "label 'lefty'")
+    assert not (tmp_path / "run").exists()
+    labels.write_text(good)
+    code, _, err = run_main(capsys, *args)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("override,needle", [("data.num_workers=-1", "data.num_workers"),
+                                             ("run.dir={blocker}/run", "run.dir")])
+def test_bad_worker_count_and_unwritable_run_dir_are_one_line(tmp_path, capsys, override, needle):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # (root ignores permission bits: a file in the path fails for everyone)
+    data = _csv_data(tmp_path)
+    code, _, err = run_main(capsys, "train", tiny_config(tmp_path, data), override.format(blocker=blocker))
+    assert_one_line_error(code, err, needle)

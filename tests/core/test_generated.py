@@ -151,3 +151,12 @@ def test_concurrent_run_with_other_parameters_is_replaced(tmp_path: Path) -> Non
     assert _publish(target, Racer({"x.txt": "ours"}), {"seed": 0}) is True
     assert (target / "x.txt").read_text() == "ours" and read_stamp(target)["params"] == {"seed": 0}
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
+
+
+def test_an_unwritable_folder_names_the_config_key(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # a file in the path fails for root too (permission bits do not)
+    write = Writer({"x.txt": "1"})
+    with pytest.raises(DataError, match=f"cannot write the generated data under .*set {KEY}"):
+        _publish(blocker / "sets" / "a", write, {"seed": 0})
+    assert write.calls == 0

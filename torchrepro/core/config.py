@@ -263,10 +263,14 @@ def validate(raw: dict[str, Any], data_schema: type, model_schema: type) -> Conf
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"config key 'seed' expects int, got {seed!r} ({type(seed).__name__})")
     sections = {name: from_dict(cls, raw.get(name) or {}, name) for name, cls in ENGINE_SECTIONS.items()}
+    data = from_dict(data_schema, raw.get("data") or {}, "data")
+    workers = getattr(data, "num_workers", 0)  # every recipe's loaders take it; DataLoader would fail mid-run
+    if isinstance(workers, int) and workers < 0:
+        raise ConfigError(f"config key 'data.num_workers' must be >= 0 (0 loads in the main process), got {workers}")
     return Config(
         recipe=raw["recipe"],
         seed=seed,
-        data=from_dict(data_schema, raw.get("data") or {}, "data"),
+        data=data,
         model=from_dict(model_schema, raw.get("model") or {}, "model"),
         **sections,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from torchrepro.core.callbacks import (
 from torchrepro.core.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from torchrepro.core.config import Config
 from torchrepro.core.distributed import SyncBatchNormPlugin
-from torchrepro.core.errors import CheckpointError, ConfigError
+from torchrepro.core.errors import CheckpointError, ConfigError, UserError
 from torchrepro.core.registry import Recipe, get_recipe, resolve_config
 from torchrepro.core.rundir import (
     CKPT_DIR,
@@ -235,7 +236,21 @@ def train(config_path: Path | None, overrides: list[str], raw: dict | None = Non
     init_distributed(cfg)
     configure_rank_logging()
     run_dir = agree_on_run_dir(cfg)
-    return run_dir, _fit(cfg, run_dir, None)
+    try:
+        return run_dir, _fit(cfg, run_dir, None)
+    except UserError:
+        _discard_if_nothing_saved(run_dir)
+        raise
+
+
+def _discard_if_nothing_saved(run_dir: Path) -> None:
+    """After a user error (bad data, NaN at the first step…), remove a run directory that holds no checkpoint yet,
+    so that the very same ``train`` command works once the input is fixed. A run with checkpoints is kept (it can
+    be resumed or inspected)."""
+    if global_rank() != 0 or any((run_dir / CKPT_DIR).glob("*.ckpt")):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    log.info("removed %s: the run stopped before its first checkpoint", run_dir)
 
 
 #: keys ``torchrepro resume RUN_DIR key=value`` may change: how long and how visibly the run goes on. Anything

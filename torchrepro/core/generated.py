@@ -138,7 +138,13 @@ def publish_once(
     if published():
         return False
     _check_ours(target, stamp_name, legacy, config_key)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{target.name}.probe-", dir=target.parent)
+        os.rmdir(probe)
+    except OSError as err:
+        raise DataError(f"cannot write the generated data under {target.parent} ({err.strerror or type(err).__name__}): "
+                        f"set {config_key} to a folder you can write") from None
     check_free_space(target.parent, bytes_needed, config_key)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

@@ -62,8 +62,12 @@ def create_run_dir(cfg: Config, path: Path, checkpoints: bool = True) -> Path:
     """Create the run directory (with ``checkpoints/`` for a training run) and write the resolved config (rank 0
     only calls this)."""
     check_run_dir_free(path)
-    (path / CKPT_DIR if checkpoints else path).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path / CONFIG_NAME, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    try:
+        (path / CKPT_DIR if checkpoints else path).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path / CONFIG_NAME, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    except OSError as err:
+        raise ConfigError(f"cannot create the run directory '{path}' ({err.strerror or type(err).__name__}): set "
+                          f"run.dir (or run.root) to a folder you can write") from None
     return path
 
 

@@ -264,12 +264,15 @@ def _cache_key(source: WindowSource, spec: InputSpec, what: str) -> str:
 def _build_array(source: WindowSource, shape: tuple[int, ...], fn, path: Path) -> np.ndarray:
     """Compute ``fn(events, source_name)`` for every window into a float16 ``.npy`` at ``path`` (atomic)."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(source), *shape))
-    for i in range(len(source)):
-        out[i] = fn(source.events(i), f"{source.name} window {i}").numpy().astype(np.float16)
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(source), *shape))
+        for i in range(len(source)):
+            out[i] = fn(source.events(i), f"{source.name} window {i}").numpy().astype(np.float16)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:  # a bad window (events off the sensor…) leaves no half-written cache behind
+        tmp.unlink(missing_ok=True)
     return np.load(path, mmap_mode="r")
 
 
