@@ -200,3 +200,22 @@ def test_bad_worker_count_and_unwritable_run_dir_are_one_line(tmp_path, capsys, 
     data = _csv_data(tmp_path)
     code, _, err = run_main(capsys, "train", tiny_config(tmp_path, data), override.format(blocker=blocker))
     assert_one_line_error(code, err, needle)
+
+
+def test_no_figures_of_the_untrained_model_when_training_ends_before_any_validation(tmp_path, capsys):
+    data = _csv_data(tmp_path)
+    run = tmp_path / "run"
+    code, out, err = run_main(capsys, "train", tiny_config(tmp_path, data), f"run.dir={run}", "trainer.max_steps=1")
+    assert code == 0, err
+    assert not (run / "confusion_matrix.png").exists()
+    assert "no validation ran during training" in out
+
+
+def test_a_truncated_last_checkpoint_points_to_an_intact_best(tmp_path, capsys):
+    data = _csv_data(tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_config(tmp_path, data)), f"run.dir={run}", "trainer.max_epochs=1"]) == 0
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    code, _, err = run_main(capsys, "resume", run)
+    assert_one_line_error(code, err, "last.ckpt", "best.ckpt is intact (step 2)")

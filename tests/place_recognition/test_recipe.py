@@ -183,3 +183,14 @@ def test_ddp_two_ranks_evaluate_like_one_process(workdir):
     assert [e["epoch"] for e in fit] == [0, 1] and all(np.isfinite(e["loss"]) for e in fit)
     assert (workdir / "ddp_run" / "checkpoints" / "last.ckpt").is_file()
     assert not any(p.name.startswith("ddp_run") and p.name != "ddp_run" for p in workdir.iterdir())
+
+
+def test_too_few_features_for_netvlad_names_the_config_keys(workdir):
+    """At 32 px a ResNet18 map is 1x1: one window gives one local feature, fewer than 4 clusters. The error names
+    the keys to change, and the run leaves no folder behind (two windows: BatchNorm needs more than one)."""
+    res = _train(workdir, "few_features", "model.netvlad_init_windows=2")
+    assert res.returncode == 2, res.stderr[-2000:]
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("torchrepro: error:") and "model.num_clusters=4" in line
+    assert "model.netvlad_init_windows" in line and "Traceback" not in res.stderr
+    assert not (workdir / "few_features").exists()

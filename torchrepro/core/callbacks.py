@@ -129,6 +129,12 @@ class RunArtefacts(pl.Callback):
 
     #: also write after ``torchrepro eval`` (False for exports that only a training run should produce)
     on_eval: bool = True
+    #: write at the end of training only if the trained model was validated (figures of its evaluation)
+    needs_validation: bool = True
+
+    def __init__(self) -> None:
+        self._validated_during_fit = False
+        self._start_step = 0
 
     def write(self, run_dir: Path, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         raise NotImplementedError
@@ -137,12 +143,24 @@ class RunArtefacts(pl.Callback):
         if trainer.is_global_zero:
             self.write(Path(trainer.default_root_dir), trainer, pl_module)
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._write(trainer, pl_module)
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated_during_fit = False
+        self._start_step = trainer.global_step
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.on_eval and trainer.state.fn == "validate" and not getattr(pl_module, "scoring_untrained", False):
+        if trainer.state.fn == "fit":
+            self._validated_during_fit = True
+        elif self.on_eval and trainer.state.fn == "validate" and not getattr(pl_module, "scoring_untrained", False):
             self._write(trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Without a validation of the trained model, the figures would show the untrained one (or nothing new).
+        if self._validated_during_fit or not self.needs_validation:
+            self._write(trainer, pl_module)
+        elif trainer.is_global_zero and trainer.global_step > self._start_step:
+            print(f"{type(self).__name__}: no validation ran during training (trainer.max_steps, "
+                  f"check_val_every_n_epoch or limit_val_batches); its figures were not written", flush=True)
+
 
 
 class EpochLine(pl.Callback):

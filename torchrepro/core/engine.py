@@ -273,6 +273,21 @@ def _resume_overrides(overrides: list[str]) -> list[str]:
     return list(overrides)
 
 
+def _check_last_checkpoint(ckpt: Path) -> None:
+    """Fail early, in one line, on a corrupt ``last.ckpt``, saying whether ``best.ckpt`` could take its place."""
+    try:
+        load_checkpoint(ckpt)
+    except CheckpointError as err:
+        best = ckpt.with_name("best.ckpt")
+        try:
+            step = load_checkpoint(best).get("global_step", "?") if best.is_file() else None
+        except CheckpointError:
+            step = None
+        hint = (f"; {best} is intact (step {step}): copy it over last.ckpt to resume from that step"
+                if step is not None else "")
+        raise CheckpointError(f"{err}{hint}") from None
+
+
 def resume(run_dir: Path, overrides: list[str] | None = None) -> tuple[Path, dict[str, float]]:
     """``torchrepro resume RUN_DIR [key=value…]``: the run's own config and its last checkpoint.
 
@@ -288,7 +303,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> tuple[Path, dic
     ckpt = run_dir / CKPT_DIR / "last.ckpt"
     if not ckpt.is_file():
         raise CheckpointError(f"run directory '{run_dir}' has no checkpoint ({ckpt} is missing): nothing to resume; start it again with `torchrepro train`")
-    load_checkpoint(ckpt)  # fail early, with a clear message, on a corrupt file
+    _check_last_checkpoint(ckpt)
     recorded = resolve_config(run_dir / CONFIG_NAME, changes)  # validated before anything is written
     cfg = resolve_config(run_dir / CONFIG_NAME, [f"run.dir={run_dir}", *changes])
     init_distributed(cfg)

@@ -23,6 +23,15 @@ from torchrepro.core.errors import DataError
 __all__ = ["NetVLAD"]
 
 
+class TooFewFeaturesError(DataError):
+    """k-means initialisation was given fewer local features than clusters (callers rephrase it in config keys)."""
+
+    def __init__(self, features: int, clusters: int) -> None:
+        self.features, self.clusters = features, clusters
+        super().__init__(f"NetVLAD.init_from_features: got {features} local features, fewer than num_clusters="
+                         f"{clusters}; sample at least {clusters} (ideally many more)")
+
+
 class NetVLAD(nn.Module):
     """NetVLAD layer: ``[N, D, H, W]`` local descriptors → ``[N, K·D]`` L2-normalised global descriptor.
 
@@ -126,10 +135,7 @@ class NetVLAD(nn.Module):
                 f"dim={self.dim}; sample local features from the same backbone layer that feeds NetVLAD"
             )
         if m < self.num_clusters:
-            raise DataError(
-                f"NetVLAD.init_from_features: got {m} local features, fewer than num_clusters="
-                f"{self.num_clusters}; sample at least {self.num_clusters} (ideally many more)"
-            )
+            raise TooFewFeaturesError(m, self.num_clusters)
         if not np.isfinite(feats).all():
             raise DataError("NetVLAD.init_from_features: features contain NaN or Inf values")
 

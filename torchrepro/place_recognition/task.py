@@ -17,8 +17,10 @@ from torch.utils.data import Subset
 
 from torchrepro.core.config import Config
 from torchrepro.core.distributed import compute_ordered
+from torchrepro.core.errors import ConfigError
 from torchrepro.core.registry import Recipe, register
 from torchrepro.core.task import TaskModule
+from torchrepro.nn.netvlad import TooFewFeaturesError
 from torchrepro.place_recognition.config import VPRData, VPRModel
 from torchrepro.place_recognition.data import VPRDataModule
 from torchrepro.place_recognition.model import EventFrontEnd, PlaceNet
@@ -84,7 +86,14 @@ class VPRTask(TaskModule):
         else:
             with torch.no_grad():
                 inputs = self.front(*collate_event_windows([windows[int(i)] for i in pick]))
-        used = self.net.init_netvlad(inputs, seed=self.cfg.seed)
+        try:
+            used = self.net.init_netvlad(inputs, seed=self.cfg.seed)
+        except TooFewFeaturesError as err:
+            raise ConfigError(
+                f"NetVLAD's k-means got {err.features} local features from {n} training windows for "
+                f"model.num_clusters={err.clusters}: lower model.num_clusters, or raise model.netvlad_init_windows "
+                f"(now {self.cfg.model.netvlad_init_windows}; {len(windows)} windows exist) or data.input_size"
+            ) from None
         log.info("NetVLAD: %d centroids from k-means on %d local features of %d windows",
                  self.net.netvlad.num_clusters, used, n)
 

@@ -97,6 +97,7 @@ class EncoderExport(RunArtefacts):
     the BNNeck's ``f_i``). Written by training runs only: an evaluation copies no weights."""
 
     on_eval = False
+    needs_validation = False
 
     def write(self, run_dir: Path, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         state = {k: v.detach().cpu() for k, v in pl_module.encoder.state_dict().items()}
