@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     # a deprecation inside Lightning's own code, printed on every run: nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # printed on every resume: the run directory's checkpoints are exactly what a resume continues from
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     parser = build_parser()
     # parse_known_args: argparse does not collect positionals given after an option
     # (`eval CONFIG --ckpt X key=value`), so such trailing overrides arrive as "unknown" and are kept here.
