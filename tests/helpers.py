@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -27,17 +28,38 @@ def tiny_config(tmp_path: Path, data_root: Path, **extra: str) -> Path:
     return path
 
 
+TORCHRUN_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a CLI subprocess: one BLAS thread, no Python warnings, no inherited torchrun variables."""
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
 def cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python -m torchrepro.cli ARGS` in a subprocess (real exit codes, real stderr)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "torchrepro.cli", *map(str, args)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "torchrepro.cli", *map(str, args)], cwd=cwd, env=cli_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
-def cli_popen(*args: str, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    return subprocess.Popen([sys.executable, "-m", "torchrepro.cli", *map(str, args)], env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+def cli_popen(*args: str, log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "torchrepro.cli", *map(str, args)], cwd=cwd, env=cli_env(),
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for_step(proc: subprocess.Popen, ckpt: Path, min_step: int, timeout: float = 300) -> int:
+    """Poll ``ckpt`` until it holds ``min_step`` or later (or ``proc`` ends); its step then (-1: none yet).
+
+    The checkpoint is re-read only when its file was replaced, so polling does not slow the run down."""
+    deadline, seen, step = time.time() + timeout, None, -1
+    while step < min_step and proc.poll() is None and time.time() < deadline:
+        stamp = ckpt.stat().st_mtime_ns if ckpt.is_file() else None
+        if stamp != seen:
+            seen, step = stamp, ckpt_step(ckpt)
+        time.sleep(0.01)
+    return step
 
 
 def ckpt_step(path: Path) -> int:

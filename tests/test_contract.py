@@ -16,18 +16,16 @@ same reference twice.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import torchrepro.recipes  # noqa: F401  (fills the registry)
-from tests.helpers import REPO, ckpt_step, cli
+from tests.helpers import REPO, ckpt_step, cli, cli_env, cli_popen, wait_for_step
 from torchrepro.core import registry
 
 COMMON = ["trainer.progress_bar=false", "trainer.validate_before_fit=true", "trainer.log_every_n_steps=1",
@@ -35,33 +33,19 @@ COMMON = ["trainer.progress_bar=false", "trainer.validate_before_fit=true", "tra
 RECIPES = sorted(registry.recipes())
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    return {**env, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-
-
 def _train_killed(config: Path, overrides: list[str], cwd: Path, run_dir: Path, kill_at: int) -> int:
     """Start a training run, SIGKILL it once ``last.ckpt`` has reached step ``kill_at``; the saved step."""
-    cmd = [sys.executable, "-m", "torchrepro.cli", "train", str(config), *overrides, f"run.dir={run_dir}"]
-    with open(cwd / "killed.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    deadline, seen, step = time.time() + 300, None, -1
-    while step < kill_at and proc.poll() is None and time.time() < deadline:
-        stamp = ckpt.stat().st_mtime_ns if ckpt.is_file() else None
-        if stamp != seen:  # read the checkpoint only when it was replaced
-            seen, step = stamp, ckpt_step(ckpt)
-        time.sleep(0.01)
+    proc = cli_popen("train", config, *overrides, f"run.dir={run_dir}", log=cwd / "killed.log", cwd=cwd)
+    wait_for_step(proc, run_dir / "checkpoints" / "last.ckpt", kill_at)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return ckpt_step(ckpt)
+    return ckpt_step(run_dir / "checkpoints" / "last.ckpt")
 
 
 def _torchrun_eval(config: Path, ckpt: Path, overrides: list[str], cwd: Path, run_dir: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
            "torchrepro.cli", "eval", str(config), "--ckpt", str(ckpt), *overrides, f"run.dir={run_dir}"]
-    return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=600)
 
 
 def _metrics(run_dir: Path) -> dict:

@@ -4,12 +4,11 @@ run ends bit-identical to one that was never interrupted."""
 from __future__ import annotations
 
 import signal
-import time
 
 import torch
 
 from tests.conftest import write_csv_split
-from tests.helpers import ckpt_step, cli, cli_popen, tiny_config
+from tests.helpers import ckpt_step, cli, cli_popen, tiny_config, wait_for_step
 
 
 def test_sigint_mid_epoch_saves_says_how_to_continue_and_resumes_exactly(tmp_path):
@@ -24,9 +23,7 @@ def test_sigint_mid_epoch_saves_says_how_to_continue_and_resumes_exactly(tmp_pat
     # No periodic checkpoints in this run: last.ckpt is written at epoch ends (steps 4, 8, 12) and by the interrupt.
     run = tmp_path / "interrupted"
     proc = cli_popen("train", config, f"run.dir={run}", "checkpoint.every_n_steps=0", log=tmp_path / "interrupted.log")
-    deadline = time.time() + 240
-    while ckpt_step(run / "checkpoints" / "last.ckpt") < 4 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for_step(proc, run / "checkpoints" / "last.ckpt", 4)
     proc.send_signal(signal.SIGINT)  # after the first epoch: the run stops after a step of the second
     assert proc.wait(timeout=120) == 130
     out = (tmp_path / "interrupted.log").read_text()

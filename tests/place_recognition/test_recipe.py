@@ -4,7 +4,6 @@ representations (cached voxel grid; learnable EST), plus its real-format configs
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, cli
+from tests.helpers import REPO, cli, cli_env
 from torchrepro.core.errors import ConfigError
 from torchrepro.events.mvsec import write_mvsec_sequence
 from torchrepro.place_recognition.config import VPRData, VPRModel
@@ -165,14 +164,11 @@ def test_ddp_two_ranks_evaluate_like_one_process(workdir):
     over = ["data.mining=hard", "trainer.limit_train_batches=2", "trainer.max_epochs=2"]
     single = _train(workdir, "ddp_ref", *over)
     assert single.returncode == 0, single.stderr[-3000:]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     args = [*TINY, f"data.synthetic_dir={workdir / 'drive'}", f"data.cache_dir={workdir / 'cache'}",
             f"run.dir={workdir / 'ddp_run'}", *over]
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "-m", "torchrepro.cli", "train", str(REPO / "configs" / "vpr_event_sim.yaml"), *args],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                         cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     ref = json.loads((workdir / "ddp_ref" / "metrics.json").read_text())["history"]
     got = json.loads((workdir / "ddp_run" / "metrics.json").read_text())["history"]

@@ -6,12 +6,11 @@ contract (tests/test_contract.py)."""
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 import torch
 
-from tests.helpers import REPO, ckpt_step, cli, cli_popen
+from tests.helpers import REPO, ckpt_step, cli, cli_popen, wait_for_step
 
 STEPS_PER_EPOCH = 4
 TOTAL_STEPS = 2 * STEPS_PER_EPOCH
@@ -46,9 +45,7 @@ def test_killed_in_second_epoch_then_resumed_is_bit_identical(setup):
     run_dir = tmp / "killed"
     proc = cli_popen("train", config, f"run.dir={run_dir}", log=tmp / "killed.log")
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while ckpt_step(ckpt) < STEPS_PER_EPOCH + 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for_step(proc, ckpt, STEPS_PER_EPOCH + 1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = ckpt_step(ckpt)

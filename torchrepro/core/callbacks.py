@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from torchrepro.core.errors import NonFiniteLossError
-from torchrepro.core.rundir import METRICS_NAME, write_json_atomic
+from torchrepro.core.rundir import CKPT_DIR, METRICS_NAME, write_json_atomic
 from torchrepro.core.seeding import capture_rng_state, restore_rng_state
 
 
@@ -225,7 +225,7 @@ class GracefulInterrupt(pl.Callback):
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
-        path = self.run_dir / "checkpoints" / self.ckpt_name
+        path = self.run_dir / CKPT_DIR / self.ckpt_name
         trainer.save_checkpoint(path)
         if trainer.is_global_zero:
             print(f"interrupted after step {trainer.global_step} (epoch {trainer.current_epoch + 1}); saved {path}; "

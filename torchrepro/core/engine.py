@@ -7,6 +7,7 @@ before anything is written; Lightning then reuses that process group.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -305,7 +306,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> tuple[Path, dic
         raise CheckpointError(f"run directory '{run_dir}' has no checkpoint ({ckpt} is missing): nothing to resume; start it again with `torchrepro train`")
     _check_last_checkpoint(ckpt)
     recorded = resolve_config(run_dir / CONFIG_NAME, changes)  # validated before anything is written
-    cfg = resolve_config(run_dir / CONFIG_NAME, [f"run.dir={run_dir}", *changes])
+    cfg = dataclasses.replace(recorded, run=dataclasses.replace(recorded.run, dir=str(run_dir)))
     init_distributed(cfg)
     configure_rank_logging()
     if changes and global_rank() == 0:
