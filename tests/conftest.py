@@ -33,4 +33,5 @@ def csv_data(tmp_path: Path) -> Path:
     root = tmp_path / "frames"
     write_csv_split(root / "train", 24, seed=1)
     write_csv_split(root / "val", 9, seed=2)
+    write_csv_split(root / "test", 6, seed=3)
     return root

@@ -92,6 +92,7 @@ def _csv_data(tmp_path: Path) -> Path:
     data = tmp_path / "data"
     write_csv_split(data / "train", 12, seed=1)
     write_csv_split(data / "val", 6, seed=2)
+    write_csv_split(data / "test", 6, seed=3)
     return data
 
 
@@ -162,6 +163,7 @@ def test_resume_extends_a_finished_run_and_refuses_what_would_break_it(tmp_path,
     an override that would change the continuation (optimiser, data, seed) is refused in one line, nothing run."""
     write_csv_split(tmp_path / "data" / "train", 16, seed=1)
     write_csv_split(tmp_path / "data" / "val", 6, seed=2)
+    write_csv_split(tmp_path / "data" / "test", 6, seed=3)
     config = tiny_config(tmp_path, tmp_path / "data")
     run = tmp_path / "run"
     assert main(["train", str(config), f"run.dir={run}", "trainer.max_epochs=1"]) == 0

@@ -13,6 +13,7 @@ def test_eval_of_last_checkpoint_matches_the_runs_final_validation(tmp_path, cap
     data = tmp_path / "data"
     write_csv_split(data / "train", 16, seed=1)
     write_csv_split(data / "val", 12, seed=2)
+    write_csv_split(data / "test", 6, seed=3)
     config = tiny_config(tmp_path, data)
     assert main([
         "train", str(config), f"run.dir={tmp_path / 'run'}", "trainer.max_epochs=2", "checkpoint.every_n_steps=0"]) == 0
@@ -37,6 +38,7 @@ def test_eval_writes_into_the_runs_eval_folder_records_the_checkpoint_and_copies
     data = tmp_path / "data"
     write_csv_split(data / "train", 16, seed=1)
     write_csv_split(data / "val", 6, seed=2)
+    write_csv_split(data / "test", 6, seed=3)
     config = tiny_config(tmp_path, data)
     run = tmp_path / "run"
     assert main(["train", str(config), f"run.dir={run}", "trainer.max_epochs=1", "checkpoint.every_n_steps=0"]) == 0
@@ -59,3 +61,38 @@ def test_eval_writes_into_the_runs_eval_folder_records_the_checkpoint_and_copies
     err = capsys.readouterr().err
     assert "does not fit recipe 'driving'" in err and ("size mismatch" in err or "key" in err), err
     assert not err.rstrip().endswith(":")
+
+
+def test_the_test_split_is_scored_once_with_best_ckpt_and_eval_split_test_reproduces_it(tmp_path, capsys):
+    """Validation chooses best.ckpt; the held-out split is scored once, at the end, with that checkpoint; its
+    figures are `test/…`; `eval --split test` on best.ckpt gives the same numbers; a missing split is one line."""
+    data = tmp_path / "data"
+    write_csv_split(data / "train", 16, seed=1)
+    write_csv_split(data / "val", 9, seed=2)
+    write_csv_split(data / "test", 7, seed=3)
+    config = tiny_config(tmp_path, data)
+    run = tmp_path / "run"
+    assert main(["train", str(config), f"run.dir={run}", "trainer.max_epochs=2", "checkpoint.every_n_steps=0"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("test (held-out, scored once with best.ckpt): test/accuracy=") == 1, out
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert [h["stage"] for h in history] == ["untrained", "fit", "fit", "test"]
+    tested = history[-1]
+    assert not any(k.startswith("test/") for h in history[:-1] for k in h)  # nothing of the test split before
+    # the held-out split has 7 images: accuracy is a multiple of 1/7
+    assert abs(tested["test/accuracy"] * 7 - round(tested["test/accuracy"] * 7)) < 1e-6
+    assert main(["eval", str(config), "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--split", "test",
+                 "--out", str(tmp_path / "ev")]) == 0
+    record = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert record["split"] == "test"
+    assert abs(record["metrics"]["test/accuracy"] - tested["test/accuracy"]) < 1e-9
+    assert abs(record["metrics"]["test/val_loss"] - tested["test/val_loss"]) < 1e-5
+    # the split of the config is missing: one line naming the folder and the key that switches it off
+    capsys.readouterr()
+    assert main(["eval", str(config), "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--split", "test",
+                 "data.test_split=holdout", "--out", str(tmp_path / "ev2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holdout" in err and "data.test_split=null" in err and len(err.splitlines()) == 1, err
+    assert main(["eval", str(config), "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--split", "test",
+                 "data.test_split=null", "--out", str(tmp_path / "ev3")]) == 2
+    assert "no held-out test split" in capsys.readouterr().err

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", type=Path, required=True, help="a .ckpt file written by torchrepro")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for the results (default: RUN_DIR/eval/<timestamp> for a run's checkpoint)")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="the validation split (default) or the held-out test split (metrics named test/...)")
     p.add_argument("overrides", nargs="*")
 
     p = sub.add_parser("resume", help="continue a run exactly where its last checkpoint stopped (optionally for "
@@ -86,15 +88,16 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     elif args.command == "data":
         counts = engine.prepare_data(args.config, args.overrides)
-        for split in ("train", "val"):
-            print(f"{split}: {counts[f'{split}_items']} items in {counts[f'{split}_batches']} batches")
+        for split in ("train", "val", "test"):
+            if f"{split}_items" in counts:
+                print(f"{split}: {counts[f'{split}_items']} items in {counts[f'{split}_batches']} batches")
         print(f"wall time: {time.perf_counter() - started:.0f} s")
     elif args.command == "train":
         _print_metrics(*engine.train(args.config, args.overrides), started)
     elif args.command == "resume":
         _print_metrics(*engine.resume(args.run_dir, args.overrides), started)
     elif args.command == "eval":
-        _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides, args.out), started)
+        _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides, args.out, args.split), started)
     return 0
 
 

@@ -15,6 +15,7 @@ def test_sigint_mid_epoch_saves_says_how_to_continue_and_resumes_exactly(tmp_pat
     data = tmp_path / "data"
     write_csv_split(data / "train", 30, seed=1)  # 4 steps an epoch (batch 8), 3 epochs
     write_csv_split(data / "val", 6, seed=2)
+    write_csv_split(data / "test", 6, seed=3)
     config = tiny_config(tmp_path, data)
     reference = cli("train", config, f"run.dir={tmp_path / 'full'}")
     assert reference.returncode == 0, reference.stderr[-2000:]

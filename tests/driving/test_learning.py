@@ -1,7 +1,8 @@
 """A short real training run on generated road scenes must actually learn.
 
-ResNet18 at 48×48 for 10 epochs on 600 generated scenes, scored on 150 held-out scenes. Chance is 1/3; for
-n=150 the probability of an accuracy above 0.5 by guessing is ~1e-5 (binomial), so passing means learning.
+ResNet18 at 48×48 for 10 epochs on 600 generated scenes, validated every epoch on 150 held-out scenes (which
+choose best.ckpt) and tested once, with that checkpoint, on 150 other scenes. Chance is 1/3; for n=150 the
+probability of an accuracy above 0.5 by guessing is ~1e-5 (binomial), so passing means learning.
 The untrained model is scored first by the same run (``validate_before_fit``) and must be at chance level.
 """
 
@@ -15,6 +16,7 @@ from tests.helpers import REPO, cli
 def test_training_beats_the_untrained_model_on_held_out_scenes(tmp_path):
     proc = cli("train", REPO / "configs" / "driving_synthetic.yaml", f"run.dir={tmp_path / 'run'}",
                f"data.synthetic_dir={tmp_path / 'data'}", "data.synthetic_train=600", "data.synthetic_val=150",
+               "data.synthetic_test=150",
                "data.image_size=48", "model.arch=resnet18", "trainer.max_epochs=10",
                "checkpoint.every_n_steps=0", "trainer.progress_bar=false", timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -26,5 +28,8 @@ def test_training_beats_the_untrained_model_on_held_out_scenes(tmp_path):
     assert fitted[-1]["train_loss"] < 0.8 * fitted[0]["train_loss"]
     assert fitted[-1]["val_loss"] < untrained["val_loss"]
     assert "untrained model: accuracy=0.3" in proc.stdout
+    tested = [h for h in history if h["stage"] == "test"]
+    assert len(tested) == 1 and tested[0]["test/accuracy"] > 0.5, tested
+    assert proc.stdout.count("test (held-out, scored once with best.ckpt): ") == 1, proc.stdout[-2000:]
     for name in ("confusion_matrix.png", "curves.png", "config.yaml"):
         assert (tmp_path / "run" / name).is_file()

@@ -186,19 +186,19 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(_read_csv(tmp_path / "split" / "labels.csv")) == 9
 
 
-def test_generate_dataset_train_and_val_differ(tmp_path: Path) -> None:
-    train_csv, val_csv = generate_dataset(tmp_path / "ds", n_train=12, n_val=9, seed=5, size=48)
+def test_generate_dataset_train_val_and_test_differ(tmp_path: Path) -> None:
+    train_csv, val_csv, test_csv = generate_dataset(tmp_path / "ds", n_train=12, n_val=9, seed=5, size=48, n_test=7)
     assert train_csv == tmp_path / "ds" / "train" / "labels.csv"
     assert val_csv == tmp_path / "ds" / "val" / "labels.csv"
-    assert len(_read_csv(train_csv)) == 13 and len(_read_csv(val_csv)) == 10
+    assert test_csv == tmp_path / "ds" / "test" / "labels.csv"
+    assert [len(_read_csv(p)) for p in (train_csv, val_csv, test_csv)] == [13, 10, 8]  # with the header line
     digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
-    train = {digest(p) for p in (train_csv.parent / "images").iterdir()}
-    val = {digest(p) for p in (val_csv.parent / "images").iterdir()}
-    assert len(train) == 12 and len(val) == 9
-    assert not train & val
+    train, val, test = ({digest(p) for p in (csv.parent / "images").iterdir()} for csv in (train_csv, val_csv, test_csv))
+    assert (len(train), len(val), len(test)) == (12, 9, 7)
+    assert not train & val and not train & test and not val & test
     # same call again is a cache hit and returns the same paths
-    again = generate_dataset(tmp_path / "ds", n_train=12, n_val=9, seed=5, size=48)
-    assert again == (train_csv, val_csv)
+    again = generate_dataset(tmp_path / "ds", n_train=12, n_val=9, seed=5, size=48, n_test=7)
+    assert again == [train_csv, val_csv, test_csv]
 
 
 # ---------------------------------------------------------------- scenes and rendering

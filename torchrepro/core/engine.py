@@ -214,10 +214,35 @@ def _fit(cfg: Config, run_dir: Path, ckpt_path: Path | None) -> dict[str, float]
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     if not metrics and ckpt_path is not None:
-        # resuming a run that had already finished trains nothing: report what the run recorded last
+        # resuming a run that had already finished trains nothing (its test split was scored when it ended):
+        # report what the run recorded last
         log.info("the run had already reached its end; nothing was trained")
-        metrics = last_recorded_metrics(run_dir)
+        return last_recorded_metrics(run_dir)
+    if getattr(datamodule, "has_test_split", False):
+        metrics.update(_test_once(trainer, module, datamodule, run_dir))
     return metrics
+
+
+def _scored_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint a run's held-out split is scored with: best.ckpt (chosen on validation), else last.ckpt."""
+    best = run_dir / CKPT_DIR / "best.ckpt"
+    return best if best.is_file() else run_dir / CKPT_DIR / "last.ckpt"
+
+
+def _test_once(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, run_dir: Path) -> dict[str, float]:
+    """Score the held-out split once, at the end of training, with the checkpoint validation chose.
+
+    Every setting and the checkpoint itself are chosen on the validation split; the test split is touched here
+    only, and its figures are logged as ``test/<metric>`` (TensorBoard, ``metrics.json``) and printed once."""
+    ckpt = _scored_checkpoint(run_dir)
+    if ckpt.is_file():
+        module.load_state_dict(load_checkpoint(ckpt)["state_dict"])
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    tested = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if global_rank() == 0:
+        print(f"test (held-out, scored once with {ckpt.name}): "
+              + ", ".join(f"{k}={v:.4f}" for k, v in sorted(tested.items())), flush=True)
+    return tested
 
 
 def last_recorded_metrics(run_dir: Path) -> dict[str, float]:
@@ -330,9 +355,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str],
-             out: Path | None = None) -> tuple[Path, dict[str, float]]:
-    """``torchrepro eval``: load weights (weights_only) into the recipe's model and run validation.
+def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str], out: Path | None = None,
+             split: str = "val") -> tuple[Path, dict[str, float]]:
+    """``torchrepro eval``: load weights (weights_only) into the recipe's model and score the validation split
+    (``split="val"``) or the held-out test split (``"test"``, metrics named ``test/…``).
 
     Results go to their own folder (:func:`choose_eval_dir`: ``RUN_DIR/eval/<timestamp>/`` for a run's
     checkpoint) with ``config.yaml``, ``metrics.json``, the recipe's plots and ``eval.json`` (the checkpoint's path
@@ -344,6 +370,9 @@ def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str],
     recipe = get_recipe(cfg.recipe)
     pl.seed_everything(rank_seed(cfg.seed, global_rank()), workers=True, verbose=False)
     module, datamodule = recipe.build(cfg)
+    if split == "test" and not getattr(datamodule, "has_test_split", False):
+        raise ConfigError(f"recipe '{cfg.recipe}' with this config has no held-out test split: "
+                          f"evaluate with --split val")
     try:
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
@@ -351,10 +380,11 @@ def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str],
                               f"{_state_dict_mismatch(err)}") from None
     run_dir = agree_on_run_dir(cfg, eval_of=Path(ckpt_path), out=out)
     trainer = build_trainer(cfg, recipe, run_dir)
-    results = trainer.validate(module, datamodule=datamodule)
+    run = trainer.test if split == "test" else trainer.validate
+    results = run(module, datamodule=datamodule)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if global_rank() == 0:
-        write_json_atomic(run_dir / "eval.json", {"checkpoint": str(Path(ckpt_path).resolve()),
+        write_json_atomic(run_dir / "eval.json", {"checkpoint": str(Path(ckpt_path).resolve()), "split": split,
                                                   "sha256": file_sha256(Path(ckpt_path)), "metrics": metrics})
     return run_dir, metrics
 
@@ -369,7 +399,10 @@ def prepare_data(config_path: Path, overrides: list[str]) -> dict[str, int]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     counts: dict[str, int] = {}
-    for split, make in (("train", datamodule.train_dataloader), ("val", datamodule.val_dataloader)):
+    makers = [("train", datamodule.train_dataloader), ("val", datamodule.val_dataloader)]
+    if getattr(datamodule, "has_test_split", False):
+        makers.append(("test", datamodule.test_dataloader))
+    for split, make in makers:
         made = make()
         loaders = made if isinstance(made, (list, tuple)) else [made]  # several evaluation targets: one each
         counts[f"{split}_items"] = sum(len(loader.dataset) for loader in loaders)

@@ -84,6 +84,9 @@ class OrderedEvaluation(pl.LightningModule):
 
     #: the metric shown in the progress bar
     progress_metric: str | None = None
+    #: the split being evaluated, ``"val"`` or ``"test"``: a recipe whose metric needs more than the rows (the
+    #: positions of a drive's windows, a query/gallery split) looks its references up under this name
+    eval_split: str = "val"
 
     def evaluation_rows(self, batch: Any, dataloader_idx: int) -> Rows:
         """What to keep of one evaluation batch: tensors whose first dimension is the batch."""
@@ -94,7 +97,8 @@ class OrderedEvaluation(pl.LightningModule):
         raise NotImplementedError
 
     # -- shared machinery
-    def _start(self) -> None:
+    def _start(self, split: str) -> None:
+        self.eval_split = split
         self._eval_rows: list[list[Rows]] = []
 
     def _step(self, batch: Any, dataloader_idx: int) -> None:
@@ -117,7 +121,7 @@ class OrderedEvaluation(pl.LightningModule):
 
     # -- Lightning hooks
     def on_validation_epoch_start(self) -> None:
-        self._start()
+        self._start("val")
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._step(batch, dataloader_idx)
@@ -126,7 +130,7 @@ class OrderedEvaluation(pl.LightningModule):
         self._end(self.trainer.val_dataloaders, "")
 
     def on_test_epoch_start(self) -> None:
-        self._start()
+        self._start("test")
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._step(batch, dataloader_idx)

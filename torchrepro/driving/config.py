@@ -17,18 +17,24 @@ class DrivingData:
     ``synthetic``: generated road scenes (written in the CSV format under ``synthetic_dir``, then read back
     through the CSV loader). ``csv``: ``root/<split>/<csv>`` + ``root/<split>/<images>/``. ``imagefolder``:
     ``root/<split>/<class>/*.jpg``.
+
+    Splits: ``train_split`` trains, ``val_split`` is scored every epoch and chooses the best checkpoint,
+    ``test_split`` (held out; ``null`` when the data set has none) is scored once, with that checkpoint, when
+    training ends.
     """
 
     source: Literal["synthetic", "csv", "imagefolder"] = "synthetic"
     root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
+    test_split: str | None = "test"
     csv: str = "labels.csv"
     images: str = "images"
     classes: list[str] = field(default_factory=lambda: ["left", "right", "straight"])
     synthetic_dir: str = "data/synthetic/driving"
     synthetic_train: int = 2400
     synthetic_val: int = 600
+    synthetic_test: int = 600
     synthetic_size: int = 96
     image_size: int = 64
     batch_size: int = 32
@@ -43,9 +49,14 @@ class DrivingData:
                 raise ConfigError(f"config key '{where}.root' is required for source '{self.source}': set {where}.root=/path/to/data")
             if not Path(self.root).is_dir():
                 raise ConfigError(f"data root '{self.root}' ({where}.root) does not exist: point it at the data set folder")
+        splits = [self.train_split, self.val_split] + ([self.test_split] if self.test_split else [])
+        if len(set(splits)) != len(splits):
+            raise ConfigError(f"{where}.train_split, {where}.val_split and {where}.test_split must name different "
+                              f"folders, got {splits}: a split that is also scored is not held out")
         if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise ConfigError(f"config key '{where}.classes' needs at least two distinct class names, got {self.classes}")
-        for key in ("batch_size", "val_batch_size", "image_size", "synthetic_train", "synthetic_val"):
+        for key in ("batch_size", "val_batch_size", "image_size", "synthetic_train", "synthetic_val",
+                    "synthetic_test"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{where}.{key}' must be >= 1, got {getattr(self, key)}")
 

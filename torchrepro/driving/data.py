@@ -150,10 +150,17 @@ class DrivingDataModule(pl.LightningDataModule):
         self.d: DrivingData = cfg.data
         self.train_set: DirectionDataset | None = None
         self.val_set: DirectionDataset | None = None
+        self.test_set: DirectionDataset | None = None
+
+    @property
+    def has_test_split(self) -> bool:
+        """Whether a held-out split is scored once when training ends (``data.test_split``)."""
+        return self.d.test_split is not None
 
     def _synthetic_root(self) -> Path:
         d = self.d
-        return Path(d.synthetic_dir) / f"seed{self.cfg.seed}-n{d.synthetic_train}-{d.synthetic_val}-s{d.synthetic_size}"
+        counts = f"{d.synthetic_train}-{d.synthetic_val}" + (f"-{d.synthetic_test}" if d.test_split else "")
+        return Path(d.synthetic_dir) / f"seed{self.cfg.seed}-n{counts}-s{d.synthetic_size}"
 
     def prepare_data(self) -> None:
         if self.d.source == "synthetic":  # Lightning calls this on local rank 0 only
@@ -161,10 +168,13 @@ class DrivingDataModule(pl.LightningDataModule):
 
             d = self.d
             generate_dataset(self._synthetic_root(), d.synthetic_train, d.synthetic_val, seed=self.cfg.seed,
-                             size=d.synthetic_size)
+                             size=d.synthetic_size, n_test=d.synthetic_test if d.test_split else 0)
 
     def _items(self, split: str) -> list:
         d = self.d
+        if split == d.test_split and d.source != "synthetic" and not (Path(d.root) / split).is_dir():
+            raise DataError(f"test split '{Path(d.root) / split}' does not exist: add the held-out split there, or "
+                            f"set data.test_split=null to train without one (no test figure is then reported)")
         if d.source == "imagefolder":
             return read_image_folder(Path(d.root) / split, d.classes)
         if d.source == "synthetic":
@@ -180,6 +190,8 @@ class DrivingDataModule(pl.LightningDataModule):
                                               d.classes, seed=self.cfg.seed, flip_swap=d.flip_swap)
         if self.val_set is None:
             self.val_set = DirectionDataset(self._items(d.val_split), build_transforms(d.image_size, False), d.classes)
+        if self.test_set is None and self.has_test_split and stage in (None, "fit", "test"):
+            self.test_set = DirectionDataset(self._items(d.test_split), build_transforms(d.image_size, False), d.classes)
 
     def train_dataloader(self) -> DataLoader:
         sampler = ResumableSampler(self.train_set, seed=self.cfg.seed, shuffle=True, keyed=True)
@@ -188,3 +200,6 @@ class DrivingDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return eval_loader(self.val_set, self.d.val_batch_size, self.d.num_workers, trainer=self.trainer)
+
+    def test_dataloader(self) -> DataLoader:
+        return eval_loader(self.test_set, self.d.val_batch_size, self.d.num_workers, trainer=self.trainer)

@@ -714,13 +714,13 @@ def _derived_seed(seed: int, stream: int) -> int:
 
 
 def generate_dataset(
-    root: Path, n_train: int, n_val: int, seed: int, size: int = 96
-) -> tuple[Path, Path]:
-    """root/train and root/val, generated with different derived seeds (val is held out: different scenes).
+    root: Path, n_train: int, n_val: int, seed: int, size: int = 96, n_test: int = 0
+) -> list[Path]:
+    """root/train, root/val and (``n_test > 0``) root/test, each from its own derived seed: different scenes, so
+    validation and test are held out from training and from each other.
 
-    Returns the two CSV paths ``(train_csv, val_csv)``.
+    Returns the CSV paths, in that order.
     """
     root = Path(root)
-    train_csv = generate_split(root / "train", n_train, _derived_seed(seed, 0), size)
-    val_csv = generate_split(root / "val", n_val, _derived_seed(seed, 1), size)
-    return train_csv, val_csv
+    counts = [("train", n_train), ("val", n_val)] + ([("test", n_test)] if n_test > 0 else [])
+    return [generate_split(root / split, n, _derived_seed(seed, k), size) for k, (split, n) in enumerate(counts)]

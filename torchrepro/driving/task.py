@@ -70,6 +70,7 @@ RECIPE = register(Recipe(
     default_mode="max",
     callbacks=lambda cfg: [DrivingPlots()],
     synthetic_config="configs/driving_synthetic.yaml",
-    tiny_overrides=("data.synthetic_train=48", "data.synthetic_val=24", "data.synthetic_size=32",
+    tiny_overrides=("data.synthetic_train=48", "data.synthetic_val=24", "data.synthetic_test=24",
+                    "data.synthetic_size=32",
                     "data.image_size=32", "data.batch_size=8", "model.arch=resnet18", "trainer.max_epochs=2"),
 ))
