@@ -161,8 +161,11 @@ def _existing_paths_for(path: Path, tmp_path: Path) -> list[str]:
     if raw["recipe"] == "driving":
         return [f"data.root={tmp_path}"] if data.get("source") != "synthetic" else []
     if raw["recipe"] == "vpr_event":
-        keys = ("train_events", "train_poses", "test_events", "test_poses", "database_events", "database_poses")
-        return [f"data.{k}={tmp_path}" for k in keys if data.get(k)]
+        keys = ("train_events", "train_poses", "val_events", "val_poses", "test_events", "test_poses",
+                "database_events", "database_poses")
+        for key in keys:  # one existing path per recording: validation and test must be different ones
+            (tmp_path / key).mkdir(exist_ok=True)
+        return [f"data.{k}={tmp_path / k}" for k in keys if data.get(k)]
     if raw["recipe"] == "reid":
         names = set(data.get("sources", [])) | set(data.get("targets", []))
         return [f"data.roots.{n}={tmp_path}" for n in sorted(names - {"synthetic"})]

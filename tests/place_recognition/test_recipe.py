@@ -53,10 +53,15 @@ def test_recipe_runs_end_to_end(workdir, representation, extra, config):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "untrained model:" in res.stdout and "baseline_count_recall@1" in res.stdout
     run = workdir / f"run_{representation}"
-    last = json.loads((run / "metrics.json").read_text())["last"]
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    last, tested = [h for h in history if h["stage"] == "fit"][-1], history[-1]
+    assert tested["stage"] == "test" and res.stdout.count("test (held-out, scored once with best.ckpt)") == 1
     for n in (1, 5, 10, 20):
         assert 0.0 <= last[f"recall@{n}"] <= 1.0 and 0.0 <= last[f"baseline_count_recall@{n}"] <= 1.0
+        assert 0.0 <= tested[f"test/recall@{n}"] <= 1.0 and 0.0 <= tested[f"test/baseline_count_recall@{n}"] <= 1.0
     assert last["recall@1"] <= last["recall@5"] <= last["recall@10"] <= last["recall@20"]
+    # validation (drive_val) and test (drive2) are different drives: their baselines differ
+    assert last["baseline_count_recall@1"] != tested["test/baseline_count_recall@1"]
     for png in ("recall_curve.png", "retrievals.png", "window_polarity.png"):
         assert (run / png).stat().st_size > 1000, png
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -83,8 +88,9 @@ def test_mvsec_config_parses_and_runs_on_fixture_files(workdir):
     folder = workdir / "mvsec"
     d2 = _write_mvsec(folder, "outdoor_day2", 0)
     d1 = _write_mvsec(folder, "outdoor_day1", 1)
-    paths = [f"data.train_events={d2[0]}", f"data.train_poses={d2[1]}",
-             f"data.test_events={d1[0]}", f"data.test_poses={d1[1]}"]
+    n1 = _write_mvsec(folder, "outdoor_night1", 3)
+    paths = [f"data.train_events={d2[0]}", f"data.train_poses={d2[1]}", f"data.val_events={n1[0]}",
+             f"data.val_poses={n1[1]}", f"data.test_events={d1[0]}", f"data.test_poses={d1[1]}"]
     res = cli("config", REPO / "configs" / "vpr_event_mvsec.yaml", *paths)
     assert res.returncode == 0, res.stderr
     assert "source: mvsec" in res.stdout and "events_per_window: 15000" in res.stdout
@@ -110,8 +116,10 @@ def test_missing_hdf5_key_is_named(workdir):
     data, gt = _write_mvsec(folder, "seq", 2)
     with h5py.File(gt, "a") as f:
         del f["davis/left/pose_ts"]
+    val = _write_mvsec(folder, "seq_val", 3)
     over = [f"data.train_events={data}", f"data.train_poses={gt}", f"data.test_events={data}",
-            f"data.test_poses={gt}", f"run.dir={workdir / 'broken_run'}", f"data.cache_dir={workdir / 'cache'}",
+            f"data.test_poses={gt}", f"data.val_events={val[0]}", f"data.val_poses={val[1]}",
+            f"run.dir={workdir / 'broken_run'}", f"data.cache_dir={workdir / 'cache'}",
             "data.events_per_window=800", "data.min_events=800"]
     res = cli("train", REPO / "configs" / "vpr_event_mvsec.yaml", *over)
     assert res.returncode == 2
@@ -149,8 +157,10 @@ def test_bad_multi_similarity_values_are_named(key, value):
 def test_cross_training_needs_a_second_recording(workdir):
     folder = workdir / "mvsec_cross"
     d2 = _write_mvsec(folder, "outdoor_day2", 0)
+    d1 = _write_mvsec(folder, "outdoor_day1", 1)
     over = [f"data.train_events={d2[0]}", f"data.train_poses={d2[1]}", f"data.test_events={d2[0]}",
-            f"data.test_poses={d2[1]}", "data.train_protocol=cross", f"run.dir={workdir / 'cross_never'}"]
+            f"data.test_poses={d2[1]}", f"data.val_events={d1[0]}", f"data.val_poses={d1[1]}",
+            "data.train_protocol=cross", f"run.dir={workdir / 'cross_never'}"]
     res = cli("train", REPO / "configs" / "vpr_event_mvsec.yaml", *over)
     assert res.returncode == 2 and "data.train_query_events" in res.stderr and "train_protocol=cross" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -190,3 +200,16 @@ def test_too_few_features_for_netvlad_names_the_config_keys(workdir):
     assert line.startswith("torchrepro: error:") and "model.num_clusters=4" in line
     assert "model.netvlad_init_windows" in line and "Traceback" not in res.stderr
     assert not (workdir / "few_features").exists()
+
+
+def test_a_real_source_needs_a_validation_recording_of_its_own(tmp_path):
+    """The checkpoint is chosen on a validation recording: a real source without one, or with the test recording
+    given as validation, is refused with one message naming the key."""
+    paths = {}
+    for key in ("train_events", "train_poses", "test_events", "test_poses"):
+        (tmp_path / key).mkdir()
+        paths[key] = str(tmp_path / key)
+    with pytest.raises(ConfigError, match=r"'data.val_events' is required .* validation recording"):
+        VPRData(source="mvsec", **paths).check("data")
+    with pytest.raises(ConfigError, match=r"data.val_events must be a recording of its own"):
+        VPRData(source="mvsec", val_events=paths["test_events"], val_poses=paths["test_poses"], **paths).check("data")

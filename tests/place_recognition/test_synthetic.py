@@ -21,6 +21,7 @@ from torchrepro.place_recognition.synthetic import (
     build_street,
     generate_event_drive,
     random_drive_spec,
+    validation_drive_spec,
 )
 
 SMALL = dict(route_length_m=40.0, height=48, width=64)
@@ -154,6 +155,24 @@ def test_extra_training_drives_leave_the_first_two_unchanged(small, tmp_path):
     assert abs(xy3[:, 1].mean() - extra.lane_y_m) < extra.wander_m + extra.lane_drift_m + 0.05  # its own lane
 
 
+def test_the_validation_drive_is_its_own_and_the_same_whatever_the_training_drives(small, tmp_path):
+    """drive_val: conditions from the a-priori ranges but none of a training drive's or drive2's, and files that do
+    not change when training drives are added before it (its streams are its own, not its position's)."""
+    val = validation_drive_spec(0)
+    assert val.name == "drive_val" and val == validation_drive_spec(0) and val != validation_drive_spec(1)
+    trained = [random_drive_spec(0, i) for i in range(2, 8)]
+    assert all(dataclasses.replace(val, name=t.name, stream_index=None) != t for t in trained)
+    assert val.lane_y_m != DRIVE2.lane_y_m and 0.35 <= val.contrast_threshold <= 0.55
+    synthetic.EventDriveParams(drives=(DRIVE1, DRIVE2, *trained, val)).validate()  # the most a config generates
+    alone = _read(generate_event_drive(tmp_path / "v", seed=0, drives=(DRIVE1, DRIVE2, val), **SMALL))
+    after = _read(generate_event_drive(tmp_path / "xv", seed=0, drives=(DRIVE1, DRIVE2, trained[0], val), **SMALL))
+    assert len(alone["drive_val"][0]) > 1000
+    for a, b in zip(alone["drive_val"], after["drive_val"]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ConfigError, match="unique"):
+        synthetic.EventDriveParams(drives=(DRIVE1, DRIVE2, val, val)).validate()
+
+
 def test_random_drive_specs_are_seeded_varied_and_valid():
     specs = [random_drive_spec(0, i) for i in range(2, 8)]
     assert specs[0] == random_drive_spec(0, 2) and specs[0] != random_drive_spec(1, 2)
@@ -182,7 +201,7 @@ def test_random_drives_change_lane_and_light_along_the_route():
             assert np.ptp(values) > 0.5 * spec.light_drift * (hi - lo)  # and wandering over much of it
     s, *_ = synthetic.drive_trajectory(DRIVE2, params, 1)
     assert set(synthetic.lighting_along(DRIVE2, params, 1, s)) == {Lighting.of(DRIVE2)}
-    bad = dataclasses.replace(DRIVE1, lane_drift_m=5.0)
+    bad = dataclasses.replace(DRIVE1, name="drive2", lane_drift_m=5.0)
     with pytest.raises(ConfigError, match="stay on the road"):
         synthetic.EventDriveParams(drives=(DRIVE1, bad)).validate()
 

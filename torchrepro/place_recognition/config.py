@@ -16,9 +16,13 @@ class VPRData:
     """Where the event windows come from and how they become training tuples.
 
     ``source``: ``synthetic`` (the simulated event drive, written in the MVSEC layout and read back through
-    the MVSEC reader; drive1 trains, drive2 is the held-out traversal), ``mvsec`` (``*_events`` = a
-    ``*_data.hdf5``, ``*_poses`` = its ``*_gt.hdf5``) or ``npy`` (``*_events`` = a folder of ``<timestamp>.npy``
-    windows, ``*_poses`` = a positions file of rows x, y, t).
+    the MVSEC reader; drive1 trains, drive_val validates, drive2 is the held-out test traversal), ``mvsec``
+    (``*_events`` = a ``*_data.hdf5``, ``*_poses`` = its ``*_gt.hdf5``) or ``npy`` (``*_events`` = a folder of
+    ``<timestamp>.npy`` windows, ``*_poses`` = a positions file of rows x, y, t).
+
+    Splits: the validation recording (``val_events``/``val_poses``; the simulated ``drive_val``) is evaluated
+    every epoch and chooses the best checkpoint; the test recording (``test_events``/``test_poses``; drive2) is
+    scored once, with that checkpoint, when training ends. Both use ``eval_protocol``.
 
     ``train_protocol``: ``split`` (the seed's: the training traversal's windows shuffled into ``query_fraction``
     anchors and the rest database, so an anchor's positives are its neighbours *in the same recording*) or
@@ -47,6 +51,8 @@ class VPRData:
     train_protocol: Literal["split", "cross"] = "split"
     train_query_events: list[str] | None = None
     train_query_poses: list[str] | None = None
+    val_events: str | None = None
+    val_poses: str | None = None
     test_events: str | None = None
     test_poses: str | None = None
     database_events: str | None = None
@@ -87,8 +93,13 @@ class VPRData:
 
     def check(self, where: str) -> None:
         if self.source != "synthetic":
-            for key in ("train_events", "train_poses", "test_events", "test_poses"):
+            for key in ("train_events", "train_poses", "val_events", "val_poses", "test_events", "test_poses"):
                 value = getattr(self, key)
+                if not value and key.startswith("val_"):
+                    raise ConfigError(
+                        f"config key '{where}.{key}' is required for source '{self.source}': a validation recording "
+                        f"of the route (neither the training nor the test one) chooses the checkpoint, and the test "
+                        f"recording is scored once at the end")
                 if not value:
                     raise ConfigError(f"config key '{where}.{key}' is required for source '{self.source}'")
                 if not Path(value).exists():
@@ -106,6 +117,9 @@ class VPRData:
                 if len(self.train_query_events) != len(self.train_query_poses):
                     raise ConfigError(f"{where}.train_query_events and {where}.train_query_poses must list as many "
                                       f"files, got {len(self.train_query_events)} and {len(self.train_query_poses)}")
+            if self.val_events in (self.test_events, self.train_events):
+                raise ConfigError(f"{where}.val_events must be a recording of its own, not the training or test one "
+                                  f"(got {self.val_events}): a split that chooses the checkpoint cannot also be reported")
             if bool(self.database_events) != bool(self.database_poses):
                 raise ConfigError(f"set both {where}.database_events and {where}.database_poses, or neither")
         if self.representation == "est" and self.num_bins < 2:

@@ -8,6 +8,7 @@ Formats, caches and training items live in :mod:`~torchrepro.place_recognition.w
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,29 @@ def count_baseline(q_counts: np.ndarray, db_counts: np.ndarray, q_pos: np.ndarra
     return {f"baseline_count_{k}": v for k, v in metrics.items() if k.startswith("recall@")}, topk
 
 
+@dataclass
+class EvalSplit:
+    """One evaluation target: query windows, database windows, their positions, and the event-count baseline on
+    exactly these queries and database (``baseline``: its recall@N; ``baseline_topk``: its ranked database)."""
+
+    source: WindowSource  # the traversal the queries come from (drive_val / drive2, or the configured recording)
+    queries: Dataset
+    database: Dataset
+    query_pos: np.ndarray
+    db_pos: np.ndarray
+    baseline: dict[str, float]
+    baseline_topk: np.ndarray
+
+    def windows(self) -> ConcatDataset:
+        """Queries followed by database windows: one ordered set so one gather assembles all descriptors."""
+        return ConcatDataset([self.queries, self.database])
+
+
 class VPRDataModule(pl.LightningDataModule):
-    """Builds the traversals, their cached inputs, the training items and the evaluation windows."""
+    """Builds the traversals, their cached inputs, the training items and the two evaluation splits: ``val``
+    (every epoch; chooses the checkpoint) and ``test`` (scored once when training ends)."""
+
+    has_test_split = True
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
@@ -63,13 +85,7 @@ class VPRDataModule(pl.LightningDataModule):
         self.train_set: TupleDataset | PlacePairDataset | None = None
         self.train_inputs: np.ndarray | StackedInputs | None = None
         self.train_windows: Dataset | None = None
-        self.eval_queries: Dataset | None = None  # cached inputs (or raw events) of the query windows
-        self.eval_database: Dataset | None = None
-        self.query_pos: np.ndarray | None = None
-        self.db_pos: np.ndarray | None = None
-        self.baseline: dict[str, float] = {}
-        self.baseline_topk: np.ndarray | None = None
-        self.test_source: WindowSource | None = None
+        self.splits: dict[str, EvalSplit] = {}
 
     @property
     def est(self) -> bool:
@@ -78,12 +94,19 @@ class VPRDataModule(pl.LightningDataModule):
 
     # -- sources
     def _synthetic_paths(self) -> dict[str, tuple[Path, Path]]:
-        from torchrepro.place_recognition.synthetic import DRIVE1, DRIVE2, generate_event_drive, random_drive_spec
+        from torchrepro.place_recognition.synthetic import (
+            DRIVE1,
+            DRIVE2,
+            generate_event_drive,
+            random_drive_spec,
+            validation_drive_spec,
+        )
 
         d = self.d
         extra = d.synthetic_train_drives if d.train_protocol == "cross" else 0
-        drives = (DRIVE1, DRIVE2, *(random_drive_spec(self.cfg.seed, 2 + k) for k in range(extra)))
-        root = Path(d.synthetic_dir) / f"seed{self.cfg.seed}-route{d.synthetic_route_m:g}-drives{len(drives)}"
+        drives = (DRIVE1, DRIVE2, *(random_drive_spec(self.cfg.seed, 2 + k) for k in range(extra)),
+                  validation_drive_spec(self.cfg.seed))
+        root = Path(d.synthetic_dir) / f"seed{self.cfg.seed}-route{d.synthetic_route_m:g}-drives{len(drives) - 1}-val"
         return generate_event_drive(root, seed=self.cfg.seed, route_length_m=d.synthetic_route_m,
                                     height=d.sensor_height, width=d.sensor_width, drives=drives)
 
@@ -97,35 +120,38 @@ class VPRDataModule(pl.LightningDataModule):
             return NpyTraversal(Path(events), Path(poses), d.sensor_height, d.sensor_width, d.min_events)
         return MVSECTraversal(Path(events), Path(poses), d.window, d.events_per_window, d.window_s, d.min_events)
 
-    def _sources(self) -> tuple[WindowSource, list[WindowSource], WindowSource, WindowSource | None]:
-        """(training traversal, the anchors' traversals (train_protocol=cross), test traversal, evaluation database
-        or None)."""
+    def _sources(self) -> tuple[WindowSource, list[WindowSource], dict[str, WindowSource], WindowSource | None]:
+        """(training traversal, the anchors' traversals (train_protocol=cross), the validation and test
+        traversals, the evaluation database or None)."""
         d = self.d
         cross_train = d.train_protocol == "cross"
         if d.source == "synthetic":
             paths = self._synthetic_paths()
             train = self._traversal(*paths["drive1"])
-            train_queries = [self._traversal(*paths[name]) for name in list(paths)[2:]] if cross_train else []
-            return train, train_queries, self._traversal(*paths["drive2"]), train if d.eval_protocol == "cross" else None
+            extra = [name for name in paths if name not in ("drive1", "drive2", "drive_val")]
+            train_queries = [self._traversal(*paths[name]) for name in extra] if cross_train else []
+            evaluated = {"val": self._traversal(*paths["drive_val"]), "test": self._traversal(*paths["drive2"])}
+            return train, train_queries, evaluated, train if d.eval_protocol == "cross" else None
         train = self._traversal(d.train_events, d.train_poses)
         train_queries = ([self._traversal(e, p) for e, p in zip(d.train_query_events, d.train_query_poses)]
                          if cross_train else [])
-        test = self._traversal(d.test_events, d.test_poses)
+        evaluated = {"val": self._traversal(d.val_events, d.val_poses),
+                     "test": self._traversal(d.test_events, d.test_poses)}
         database = None
         if d.eval_protocol == "cross":
             database = self._traversal(d.database_events, d.database_poses) if d.database_events else train
-        return train, train_queries, test, database
+        return train, train_queries, evaluated, database
 
     # -- set-up
     def _windows(self, source: WindowSource, inputs: np.ndarray | None, idx: np.ndarray | None = None) -> Dataset:
         return EventWindowDataset(source, idx) if self.est else WindowDataset(inputs, idx)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.eval_queries is not None:
+        if self.splits:
             return
         d, spec, cache = self.d, self.d.input_spec(), Path(self.d.cache_dir)
         with rank_zero_first():  # rank 0 writes the caches once; the others then read them
-            train, train_queries, test, database = self._sources()
+            train, train_queries, evaluated, database = self._sources()
             self.train_inputs = None if self.est else cached_inputs(train, spec, cache, "inputs")
             n_db = len(train)
             if train_queries:  # one index space: the training traversal, then the anchors' recordings
@@ -133,19 +159,15 @@ class VPRDataModule(pl.LightningDataModule):
                     self.train_inputs = StackedInputs([self.train_inputs] + [
                         cached_inputs(q, spec, cache, "inputs") for q in train_queries])
                 train = ConcatTraversal([train, *train_queries])
-            test_inputs = None if self.est else cached_inputs(test, spec, cache, "inputs")
-            db_inputs = None if self.est or database is None else cached_inputs(database, spec, cache, "inputs")
-            test_counts = cached_inputs(test, spec, cache, "counts")
-            db_counts = cached_inputs(database, spec, cache, "counts") if database is not None else None
+            for name, source in evaluated.items():
+                self.splits[name] = self._evaluation_split(source, database, name)
         self.train_windows = self._windows(train, self.train_inputs)
         self.train_set = self._training_items(train, n_db, bool(train_queries))
-        q_counts, d_counts = self._evaluation_windows(test, test_inputs, test_counts, database, db_inputs, db_counts)
-        self.test_source = test
-        self.baseline, self.baseline_topk = count_baseline(q_counts, d_counts, self.query_pos, self.db_pos, d.eval_m)
         items = (f"{len(self.train_set)} place pairs an epoch from {len(self.train_set.centres)} places"
                  if isinstance(self.train_set, PlacePairDataset) else f"{len(self.train_set)} anchors")
-        log.info("train traversal %s: %d windows (%s); eval: %d queries vs %d database windows",
-                 train.name, len(train), items, len(self.eval_queries), len(self.eval_database))
+        log.info("train traversal %s: %d windows (%s); %s", train.name, len(train), items, "; ".join(
+            f"{name} ({split.source.name}): {len(split.queries)} queries vs {len(split.database)} database windows"
+            for name, split in self.splits.items()))
 
     def _training_items(self, train: WindowSource, n_db: int, cross: bool) -> TupleDataset | PlacePairDataset:
         """Place batches or NetVLAD tuples over the training windows (see :class:`VPRData`)."""
@@ -167,27 +189,32 @@ class VPRDataModule(pl.LightningDataModule):
             return EventTupleDataset(train, train.positions, q_idx, db_idx, **common)
         return TupleDataset(self.train_inputs, train.positions, q_idx, db_idx, augment=augment, **common)
 
-    def _evaluation_windows(self, test: WindowSource, test_inputs: np.ndarray | None, test_counts: np.ndarray,
-                            database: WindowSource | None, db_inputs: np.ndarray | None,
-                            db_counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Queries and database for recall@N; returns their count images (for the baseline)."""
-        if database is None:  # the seed's protocol: split the test traversal itself
-            tq, tdb = split_query_database(len(test), self.d.query_fraction, self.cfg.seed + 1)
-            self.eval_queries, self.eval_database = self._windows(test, test_inputs, tq), self._windows(test, test_inputs, tdb)
-            self.query_pos, self.db_pos = test.positions[tq], test.positions[tdb]
-            return np.asarray(test_counts[tq]), np.asarray(test_counts[tdb])
-        self.eval_queries, self.eval_database = self._windows(test, test_inputs), self._windows(database, db_inputs)
-        self.query_pos, self.db_pos = test.positions, database.positions
-        return np.asarray(test_counts), np.asarray(db_counts)
+    def _evaluation_split(self, source: WindowSource, database: WindowSource | None, name: str) -> EvalSplit:
+        """Queries and database of one evaluated recording, and the event-count baseline on them.
+
+        ``database`` None: the seed's protocol, the recording's own windows shuffled into ``query_fraction``
+        queries and the rest database (seeded per split); otherwise every window of the recording queries
+        ``database`` (an earlier drive's map)."""
+        d, spec, cache = self.d, self.d.input_spec(), Path(self.d.cache_dir)
+        inputs = None if self.est else cached_inputs(source, spec, cache, "inputs")
+        counts = cached_inputs(source, spec, cache, "counts")
+        if database is None:
+            offset = {"val": 2, "test": 1}[name]  # test keeps the split it always had (seed + 1)
+            q, db = split_query_database(len(source), d.query_fraction, self.cfg.seed + offset)
+            queries, data = self._windows(source, inputs, q), self._windows(source, inputs, db)
+            q_pos, db_pos, q_counts, db_counts = source.positions[q], source.positions[db], counts[q], counts[db]
+        else:
+            db_inputs = None if self.est else cached_inputs(database, spec, cache, "inputs")
+            queries, data = self._windows(source, inputs), self._windows(database, db_inputs)
+            q_pos, db_pos = source.positions, database.positions
+            q_counts, db_counts = counts, cached_inputs(database, spec, cache, "counts")
+        baseline, topk = count_baseline(np.asarray(q_counts), np.asarray(db_counts), q_pos, db_pos, d.eval_m)
+        return EvalSplit(source, queries, data, q_pos, db_pos, baseline, topk)
 
     # -- loaders
     @property
     def eval_collate(self):  # noqa: ANN201
         return collate_event_windows if self.est else None
-
-    def eval_set(self) -> ConcatDataset:
-        """Queries followed by database windows: one ordered set so one gather assembles all descriptors."""
-        return ConcatDataset([self.eval_queries, self.eval_database])
 
     def train_dataloader(self) -> DataLoader:
         sampler = ResumableSampler(self.train_set, seed=self.cfg.seed, shuffle=True, keyed=True)
@@ -195,6 +222,12 @@ class VPRDataModule(pl.LightningDataModule):
                                num_workers=self.d.num_workers, persistent_workers=False,
                                collate_fn=collate_event_tuples if self.est else None)
 
+    def _eval_loader(self, split: str) -> DataLoader:
+        return eval_loader(self.splits[split].windows(), self.d.eval_batch_size, self.d.num_workers,
+                           self.eval_collate, trainer=self.trainer)
+
     def val_dataloader(self) -> DataLoader:
-        return eval_loader(self.eval_set(), self.d.eval_batch_size, self.d.num_workers, self.eval_collate,
-                           trainer=self.trainer)
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")

@@ -8,7 +8,7 @@ by the contrast-threshold model (:class:`~torchrepro.events.simulator.EventSimul
 interpolated inside each frame interval, so the temporal structure finer than 0.25 m of travel is approximate
 (as in any frame-based simulator without upsampling).
 
-Files: ``drive{1,2,…}_data.hdf5`` / ``drive{1,2,…}_gt.hdf5`` in the MVSEC layout
+Files: ``<name>_data.hdf5`` / ``<name>_gt.hdf5`` (``drive1``, ``drive2``, …, ``drive_val``) in the MVSEC layout
 (:func:`~torchrepro.events.mvsec.write_mvsec_sequence`) with one pose per frame; ``pose[:, 0:2, 3]`` is the
 camera's ground-plane position (route coordinate, lateral offset) in metres. They are published once, with a
 stamp of every parameter (:func:`torchrepro.core.generated.publish_once`).
@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 #: Bump when the generator's output changes, so stale generations are not reused.
 GENERATOR_VERSION = 1
 STAMP_NAME = "event_drive.json"
-MAX_DRIVES = 8
+MAX_DRIVES = 9  # drive1, drive2, up to six extra training drives, the validation drive
+#: The stream index of the validation drive (:func:`validation_drive_spec`): beyond every training drive's index
+VALIDATION_STREAM = 100
 
 Rng = np.random.Generator
 
@@ -80,6 +82,13 @@ class DriveSpec:
     # -- conditions that change *along* a recording (0: constant, as in drive1 and drive2)
     lane_drift_m: float = 0.0  # peak amplitude of slow lane changes (wavelengths 150-400 m) around lane_y_m
     light_drift: float = 0.0  # 0-1: how far gamma, sky and shading wander over their RANDOM_LIGHT ranges (clouds)
+    # -- randomness of the path, lighting drift and sensor noise: the streams of this index (None: the drive's
+    # position in the generation), so a drive is the same whatever other drives are generated with it
+    stream_index: int | None = None
+
+    def stream(self, position: int) -> int:
+        """The index whose random streams this drive's path, lighting and sensor noise use."""
+        return position if self.stream_index is None else self.stream_index
 
 
 #: drive1 ~ MVSEC outdoor_day2 (train): overcast, slower, inner lane.
@@ -137,6 +146,16 @@ def random_drive_spec(seed: int, index: int) -> DriveSpec:
     return dataclasses.replace(spec, lane_y_m=lane, lane_drift_m=lane_drift, light_drift=u(0.5, 1.0))
 
 
+def validation_drive_spec(seed: int) -> DriveSpec:
+    """The *validation* recording ``drive_val``: conditions drawn from the same a-priori ranges as the extra
+    training drives (:func:`random_drive_spec`), from a stream of its own (:data:`VALIDATION_STREAM`), so it is
+    neither a training drive nor drive2 (the test drive, whose conditions are fixed and never used to choose
+    anything). Its path, lighting drift and sensor noise also use that stream: the validation drive is the same
+    whatever number of training drives a config generates, so validation figures compare across configs."""
+    spec = random_drive_spec(seed, VALIDATION_STREAM)
+    return dataclasses.replace(spec, name="drive_val", stream_index=VALIDATION_STREAM)
+
+
 @dataclass(frozen=True)
 class EventDriveParams:
     """Parameters of :func:`generate_event_drive`; their ``dataclasses.asdict`` form is the cache stamp."""
@@ -170,7 +189,10 @@ class EventDriveParams:
             raise ConfigError(f"camera_height_m must be in [0.3, 4] m, got {self.camera_height_m!r}")
         if not 2 <= len(self.drives) <= MAX_DRIVES:
             raise ConfigError(f"drives must hold 2 to {MAX_DRIVES} DriveSpec (drive1, drive2, extra training "
-                              f"drives), got {len(self.drives)}")
+                              f"drives, the validation drive), got {len(self.drives)}")
+        names = [d.name for d in self.drives]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"drive names must be unique (they name the files), got {names}")
         for d in self.drives:
             if d.parked_variant not in (0, 1, 2):
                 raise ConfigError(f"{d.name}: parked_variant must be 0, 1 or 2, got {d.parked_variant!r}")
@@ -203,6 +225,7 @@ def drive_trajectory(spec: DriveSpec, params: EventDriveParams, index: int) -> t
     (``atan(dy/ds)``) plus the camera's mounting yaw and a small smooth jitter; pitch is the mounting pitch plus
     a faster jitter (road bumps).
     """
+    index = spec.stream(index)
     rng = np.random.default_rng(stream_seed(params.seed, 10, index))
     n = int(np.floor(params.route_length_m / params.frame_spacing_m)) + 1
     s = np.arange(n) * params.frame_spacing_m
@@ -234,7 +257,7 @@ def lighting_along(spec: DriveSpec, params: EventDriveParams, index: int, s: np.
     base = Lighting.of(spec)
     if spec.light_drift <= 0:
         return [base] * s.size
-    rng = np.random.default_rng(stream_seed(params.seed, 50, index))
+    rng = np.random.default_rng(stream_seed(params.seed, 50, spec.stream(index)))
     w = spec.light_drift
     values = {}
     for name, (lo, hi) in RANDOM_LIGHT.items():
@@ -263,7 +286,7 @@ def simulate_drive(street: Street, params: EventDriveParams, index: int) -> tupl
     s, t, y, yaw, pitch = drive_trajectory(spec, params, index)
     renderer = Renderer(street, params.height, params.width, params.focal)
     lights = lighting_along(spec, params, index, s)
-    sim_seed = int(stream_seed(params.seed, 20, index).generate_state(1)[0])
+    sim_seed = int(stream_seed(params.seed, 20, spec.stream(index)).generate_state(1)[0])
     sim = EventSimulator(params.height, params.width, spec.contrast_threshold, spec.threshold_sigma,
                          spec.refractory_s, spec.noise_rate_hz, seed=sim_seed)
 
@@ -279,8 +302,8 @@ def simulate_drive(street: Street, params: EventDriveParams, index: int) -> tupl
 
 
 # ============================================================================================ on disk
-def _paths(root: Path, n_drives: int) -> dict[str, tuple[Path, Path]]:
-    return {d: (root / f"{d}_data.hdf5", root / f"{d}_gt.hdf5") for d in map(drive_name, range(n_drives))}
+def _paths(root: Path, drives: tuple[DriveSpec, ...]) -> dict[str, tuple[Path, Path]]:
+    return {d.name: (root / f"{d.name}_data.hdf5", root / f"{d.name}_gt.hdf5") for d in drives}
 
 
 _STREETS: dict[tuple[int, float], Street] = {}
@@ -297,8 +320,8 @@ def _generate_one(params: EventDriveParams, index: int, folder: Path) -> tuple[s
         _STREETS.clear()
         _STREETS[key] = build_street(params.seed, params.route_length_m)
     events, pose_ts, poses = simulate_drive(_STREETS[key], params, index)
-    name = drive_name(index)
-    data_path, gt_path = _paths(folder, len(params.drives))[name]
+    name = params.drives[index].name
+    data_path, gt_path = _paths(folder, params.drives)[name]
     write_mvsec_sequence(data_path, gt_path, events, pose_ts, poses)
     stats = {"events": int(events.shape[0]), "duration_s": float(pose_ts[-1] - pose_ts[0]),
              "route_m": float(params.route_length_m)}
@@ -347,16 +370,16 @@ def generate_event_drive(
     drives: tuple[DriveSpec, ...] = (DRIVE1, DRIVE2),
     max_workers: int | None = None,
 ) -> dict[str, tuple[Path, Path]]:
-    """Generate (or find) the traversals in MVSEC layout; returns ``{"drive1": (data, gt), "drive2": ...}``.
+    """Generate (or find) the traversals in MVSEC layout; returns ``{name: (data, gt)}`` in the order of ``drives``.
 
-    ``drives``: drive1 and drive2, then optional extra training recordings (:func:`random_drive_spec`). Each
-    drive's path and sensor noise come from streams of its own index, so drive1 and drive2 are the same
-    whether or not extra drives are generated. Drives are simulated in up to ``max_workers`` processes (default:
-    one per CPU core for drives of more than :data:`PARALLEL_MIN_WORK` rendered pixels, else one); the files do
-    not depend on it.
+    ``drives``: drive1 and drive2, then optional extra training recordings (:func:`random_drive_spec`) and the
+    validation recording (:func:`validation_drive_spec`). Each drive's path and sensor noise come from streams
+    of its own index (:meth:`DriveSpec.stream`), so drive1 and drive2 are the same whether or not other drives
+    are generated. Drives are simulated in up to ``max_workers`` processes (default: one per CPU core for drives
+    of more than :data:`PARALLEL_MIN_WORK` rendered pixels, else one); the files do not depend on it.
 
-    Files: ``out_dir/drive{1,2[,3]}_data.hdf5`` and ``…_gt.hdf5`` plus ``event_drive.json``, a stamp of
-    every parameter. If ``out_dir`` already holds a complete generation with the same stamp, nothing is done.
+    Files: ``out_dir/<name>_data.hdf5`` and ``…_gt.hdf5`` plus ``event_drive.json``, a stamp of every
+    parameter. If ``out_dir`` already holds a complete generation with the same stamp, nothing is done.
     Otherwise everything is written into a temporary sibling directory and renamed into place, so an
     interrupted run never leaves a half-written set (and a stale one is replaced as a whole).
     """
@@ -366,10 +389,9 @@ def generate_event_drive(
                               drives=tuple(drives))
     params.validate()
     out_dir = Path(out_dir)
-    n = len(params.drives)
 
     def intact(root: Path, stamp: dict) -> bool:
-        return all(p.is_file() for pair in _paths(root, n).values() for p in pair)
+        return all(p.is_file() for pair in _paths(root, params.drives).values() for p in pair)
 
     generated = publish_once(
         out_dir, lambda tmp: {"stats": _write_drives(params, tmp, max_workers)},
@@ -379,4 +401,4 @@ def generate_event_drive(
     )
     if not generated:
         log.info("event drive in %s is complete; reusing it", out_dir)
-    return _paths(out_dir, n)
+    return _paths(out_dir, params.drives)

@@ -7,6 +7,7 @@ last evaluation (``last_eval``, positions, evaluation windows) and imports neith
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -58,14 +59,16 @@ def polarity_rgb(grid: torch.Tensor | np.ndarray, representation: str) -> np.nda
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-def _retrieval_examples(task: pl.LightningModule, dm: pl.LightningDataModule, out: Path, n_queries: int = 8,
+def _retrieval_examples(task: pl.LightningModule, split: Any, out: Path, n_queries: int = 8,
                         k: int = 5) -> Path | None:
+    """The first ``k`` retrieved database windows of ``n_queries`` queries of the split ``task`` evaluated last
+    (``split``: its :class:`~torchrepro.place_recognition.data.EvalSplit`), green where within ``eval_m``."""
     from torchrepro.retrieval.plots import save_ranked_results
 
     topk = task.last_eval["topk"][:, :k]
     d = task.cfg.data
     picks = np.linspace(0, len(topk) - 1, num=min(n_queries, len(topk))).round().astype(int)
-    dist = np.linalg.norm(dm.query_pos[picks, None, :] - dm.db_pos[topk[picks]], axis=2)
+    dist = np.linalg.norm(split.query_pos[picks, None, :] - split.db_pos[topk[picks]], axis=2)
 
     def picture(item: torch.Tensor | np.ndarray) -> np.ndarray:
         if d.representation != "est":
@@ -74,8 +77,8 @@ def _retrieval_examples(task: pl.LightningModule, dm: pl.LightningDataModule, ou
 
         return polarity_image(item, d.sensor_height, d.sensor_width)
 
-    queries = [picture(dm.eval_queries[i]) for i in picks]
-    retrieved = [[picture(dm.eval_database[j]) for j in topk[i]] for i in picks]
+    queries = [picture(split.queries[i]) for i in picks]
+    retrieved = [[picture(split.database[j]) for j in topk[i]] for i in picks]
     titles = [f"query {i}" for i in picks]
     return save_ranked_results(queries, retrieved, dist <= task.cfg.data.eval_m, out, query_titles=titles)
 
@@ -85,18 +88,20 @@ class VPRPlots(RunArtefacts):
     curves.png (loss and recall@1 per epoch)."""
 
     def write(self, run_dir: Path, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        dm = trainer.datamodule
         d = pl_module.cfg.data
-        if pl_module.last_eval is not None:
-            curves = {"trained model": recall_curve(pl_module.last_eval["topk"], dm.query_pos, dm.db_pos, d.eval_m)}
-            if dm.baseline_topk is not None:
-                curves["event-count image, cosine"] = recall_curve(dm.baseline_topk, dm.query_pos, dm.db_pos, d.eval_m)
-            save_recall_curve(curves, run_dir / "recall_curve.png", d.eval_m)
-            _retrieval_examples(pl_module, dm, run_dir / "retrievals.png")
-        if dm.test_source is not None:
-            from torchrepro.events.plots import save_polarity_image
-
-            middle = len(dm.test_source) // 2
-            save_polarity_image(dm.test_source.events(middle), d.sensor_height, d.sensor_width,
-                                run_dir / "window_polarity.png", title=f"{dm.test_source.name}, window {middle}")
         plot_curves(run_dir / METRICS_NAME, run_dir / "curves.png", ["train_loss", "recall@1", "recall@5"])
+        if pl_module.last_eval is None:
+            return
+        split = trainer.datamodule.splits[pl_module.last_eval["split"]]
+        name = f"{split.source.name} ({pl_module.last_eval['split']})"
+        curves = {f"trained model, {name}": recall_curve(pl_module.last_eval["topk"], split.query_pos, split.db_pos,
+                                                         d.eval_m),
+                  "event-count image, cosine": recall_curve(split.baseline_topk, split.query_pos, split.db_pos,
+                                                            d.eval_m)}
+        save_recall_curve(curves, run_dir / "recall_curve.png", d.eval_m)
+        _retrieval_examples(pl_module, split, run_dir / "retrievals.png")
+        from torchrepro.events.plots import save_polarity_image
+
+        middle = len(split.source) // 2
+        save_polarity_image(split.source.events(middle), d.sensor_height, d.sensor_width,
+                            run_dir / "window_polarity.png", title=f"{split.source.name}, window {middle}")

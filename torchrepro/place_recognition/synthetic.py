@@ -23,6 +23,8 @@ mismatch (sigma 0.03 vs 0.06) and background noise (0.05 vs 0.2 Hz per pixel).
 Extra *training* traversals (drive3, drive4, …; :func:`random_drive_spec`) draw every one of these factors at
 random from broad ranges fixed a priori; ``data.train_protocol: cross`` uses their windows as anchors against
 drive1 (domain randomisation + NetVLAD's Time Machine supervision). drive2 stays the held-out traversal.
+The validation traversal ``drive_val`` (:func:`validation_drive_spec`) draws its conditions from the same ranges
+but a stream of its own: it is evaluated every epoch and chooses the checkpoint; drive2 is scored once.
 Drives are simulated in parallel processes; each one's randomness comes from streams of its own index.
 
 Measured at the defaults (seed 0, 600 m, one core): street 1.3 s, drive1 12.9 s, drive2 13.7 s, 28 s in all;
@@ -41,6 +43,7 @@ from torchrepro.place_recognition.drive import (
     MAX_DRIVES,
     RANDOM_LIGHT,
     STAMP_NAME,
+    VALIDATION_STREAM,
     DriveSpec,
     EventDriveParams,
     drive_name,
@@ -49,6 +52,7 @@ from torchrepro.place_recognition.drive import (
     lighting_along,
     random_drive_spec,
     simulate_drive,
+    validation_drive_spec,
 )
 from torchrepro.place_recognition.render import CameraPose, Lighting, Renderer
 from torchrepro.place_recognition.street import ROAD_HALF_M, Facade, Objects, Street, build_street, sun_shadow_map
@@ -61,6 +65,7 @@ __all__ = [
     "RANDOM_LIGHT",
     "ROAD_HALF_M",
     "STAMP_NAME",
+    "VALIDATION_STREAM",
     "CameraPose",
     "DriveSpec",
     "EventDriveParams",
@@ -77,4 +82,5 @@ __all__ = [
     "random_drive_spec",
     "simulate_drive",
     "sun_shadow_map",
+    "validation_drive_spec",
 ]

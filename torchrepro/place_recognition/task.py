@@ -178,19 +178,22 @@ class VPRTask(TaskModule):
         return {"descriptor": self(batch).float()}
 
     def evaluation_metrics(self, targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-        """recall@{1,5,10,20} at ``data.eval_m`` (queries without any database window in range left out), the
-        event-count baseline and the number of such queries."""
-        dm = self.dm
+        """recall@{1,5,10,20} at ``data.eval_m`` on the split being evaluated (validation drive or test drive;
+        queries without any database window in range left out), the event-count baseline on the same queries and
+        the number of such queries."""
+        split = self.dm.splits[self.eval_split]
         desc = targets[0]["descriptor"]
         if self.pca is not None:
-            self.pca.fit(self._descriptors(dm.train_windows).cpu().numpy())
+            self.pca.fit(self._descriptors(self.dm.train_windows).cpu().numpy())
             desc = self.pca(desc)
         desc = desc.cpu().numpy()
-        n_q = len(dm.eval_queries)
-        metrics, topk = recall_at_n(desc[:n_q], desc[n_q:], dm.query_pos, dm.db_pos, DEFAULT_NS, self.cfg.data.eval_m)
-        self.last_eval = {"metrics": metrics, "topk": topk}
+        n_q = len(split.queries)
+        metrics, topk = recall_at_n(desc[:n_q], desc[n_q:], split.query_pos, split.db_pos, DEFAULT_NS,
+                                    self.cfg.data.eval_m)
+        self.last_eval = {"split": self.eval_split, "metrics": metrics, "topk": topk}
         logged = {k: v for k, v in metrics.items() if k.startswith("recall@")}
-        return {**logged, **dm.baseline, "queries_without_positive": metrics["queries_without_positive"]}
+        return {**logged, **split.baseline, "queries_without_positive": metrics["queries_without_positive"]}
+
 
 def build(cfg: Config) -> tuple[VPRTask, VPRDataModule]:
     return VPRTask(cfg), VPRDataModule(cfg)
