@@ -142,7 +142,7 @@ def test_data_command_counts_items_and_writes_no_run(tmp_path, capsys, monkeypat
 
 
 def test_data_command_generates_the_synthetic_set_a_later_train_reuses(tmp_path, capsys):
-    over = ["data.synthetic_train_ids=8", "data.synthetic_test_ids=4", "data.height=64", "data.width=32",
+    over = ["data.synthetic_train_ids=10", "data.val_ids=2", "data.synthetic_test_ids=4", "data.height=64", "data.width=32",
             "data.texture_height=32", "data.texture_width=32", f"data.synthetic_dir={tmp_path / 'persons'}"]
     code, out, err = run_main(capsys, "data", REPO / "configs" / "reid_sim_bot.yaml", *over)
     assert code == 0, err
@@ -213,11 +213,35 @@ def test_no_figures_of_the_untrained_model_when_training_ends_before_any_validat
     assert "no validation ran during training" in out
 
 
-def test_a_truncated_last_checkpoint_points_to_an_intact_best(tmp_path, capsys):
+@pytest.mark.parametrize("best_weights_only", [True, False])
+def test_a_truncated_last_checkpoint_points_to_an_intact_best(tmp_path, capsys, best_weights_only):
     data = _csv_data(tmp_path)
     run = tmp_path / "run"
-    assert main(["train", str(tiny_config(tmp_path, data)), f"run.dir={run}", "trainer.max_epochs=1"]) == 0
+    assert main(["train", str(tiny_config(tmp_path, data)), f"run.dir={run}", "trainer.max_epochs=1",
+                 f"checkpoint.best_weights_only={str(best_weights_only).lower()}"]) == 0
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
     code, _, err = run_main(capsys, "resume", run)
-    assert_one_line_error(code, err, "last.ckpt", "best.ckpt is intact (step 2)")
+    if best_weights_only:  # the default: best.ckpt can be scored, not resumed from
+        assert_one_line_error(code, err, "last.ckpt", "best.ckpt is intact (step 2, weights only)", "torchrepro eval")
+    else:
+        assert_one_line_error(code, err, "last.ckpt", "best.ckpt is intact (step 2)", "copy it over last.ckpt")
+
+
+def test_best_is_weights_only_and_save_optimizer_false_makes_a_run_that_refuses_to_resume(tmp_path, capsys):
+    """best.ckpt (what eval and the final test score) carries no optimiser state; with checkpoint.save_optimizer=false
+    neither does last.ckpt, and resume says so in one line instead of failing inside Lightning."""
+    data = _csv_data(tmp_path)
+    config = tiny_config(tmp_path, data)
+    full, lean = tmp_path / "full", tmp_path / "lean"
+    assert main(["train", str(config), f"run.dir={full}", "trainer.max_epochs=1"]) == 0
+    best = torch.load(full / "checkpoints" / "best.ckpt", weights_only=True)
+    last = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "optimizer_states" not in best and last["optimizer_states"]
+    assert best["state_dict"].keys() == last["state_dict"].keys()
+    assert (full / "checkpoints" / "best.ckpt").stat().st_size < 0.6 * (full / "checkpoints" / "last.ckpt").stat().st_size
+    assert main(["train", str(config), f"run.dir={lean}", "trainer.max_epochs=1", "checkpoint.save_optimizer=false"]) == 0
+    assert "optimizer_states" not in torch.load(lean / "checkpoints" / "last.ckpt", weights_only=True)
+    capsys.readouterr()
+    code, _, err = run_main(capsys, "resume", lean, "trainer.max_epochs=2")
+    assert_one_line_error(code, err, "weights only", "checkpoint.save_optimizer=false")

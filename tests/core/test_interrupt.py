@@ -13,7 +13,7 @@ from tests.helpers import ckpt_step, cli, cli_popen, tiny_config, wait_for_step
 
 def test_sigint_mid_epoch_saves_says_how_to_continue_and_resumes_exactly(tmp_path):
     data = tmp_path / "data"
-    write_csv_split(data / "train", 30, seed=1)  # 4 steps an epoch (batch 8), 3 epochs
+    write_csv_split(data / "train", 62, seed=1)  # 8 steps an epoch (batch 8), 3 epochs
     write_csv_split(data / "val", 6, seed=2)
     write_csv_split(data / "test", 6, seed=3)
     config = tiny_config(tmp_path, data)
@@ -21,10 +21,10 @@ def test_sigint_mid_epoch_saves_says_how_to_continue_and_resumes_exactly(tmp_pat
     assert reference.returncode == 0, reference.stderr[-2000:]
     expected = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
 
-    # No periodic checkpoints in this run: last.ckpt is written at epoch ends (steps 4, 8, 12) and by the interrupt.
+    # No periodic checkpoints in this run: last.ckpt is written at epoch ends (steps 8, 16, 24) and by the interrupt.
     run = tmp_path / "interrupted"
     proc = cli_popen("train", config, f"run.dir={run}", "checkpoint.every_n_steps=0", log=tmp_path / "interrupted.log")
-    wait_for_step(proc, run / "checkpoints" / "last.ckpt", 4)
+    wait_for_step(proc, run / "checkpoints" / "last.ckpt", 8)
     proc.send_signal(signal.SIGINT)  # after the first epoch: the run stops after a step of the second
     assert proc.wait(timeout=120) == 130
     out = (tmp_path / "interrupted.log").read_text()
@@ -33,7 +33,7 @@ def test_sigint_mid_epoch_saves_says_how_to_continue_and_resumes_exactly(tmp_pat
     assert f"continue with: torchrepro resume {run}" in lines[0] and str(run / "checkpoints" / "last.ckpt") in lines[0]
     saved = int(lines[0].split()[3])
     assert saved == ckpt_step(run / "checkpoints" / "last.ckpt")
-    assert 5 <= saved < 8, f"the interrupt must save a step inside the second epoch, saved {saved}"
+    assert 9 <= saved < 16, f"the interrupt must save a step inside the second epoch, saved {saved}"
     assert "Traceback" not in out
 
     resumed = cli("resume", run)

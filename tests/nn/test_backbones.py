@@ -18,7 +18,7 @@ def test_registry_lists_the_resnet_trunks():
     names = backbone_names()
     assert names == sorted(names)
     assert set(RESNETS) <= set(names)
-    assert set(ARCHS) <= set(names)  # the deprecated table still names only registered trunks
+    assert set(ARCHS) <= set(names)  # every torchvision ResNet behind a trunk is registered
     for name, channels in RESNETS.items():
         assert backbone_channels(name) == channels
 

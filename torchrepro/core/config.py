@@ -110,11 +110,19 @@ class SchedConfig:
 
 @dataclass
 class CheckpointConfig:
-    """``last.ckpt`` every ``every_n_steps`` optimiser steps (0: epoch end only) and best-by-``monitor``."""
+    """``last.ckpt`` every ``every_n_steps`` optimiser steps (0: epoch end only) and best-by-``monitor``.
+
+    ``best.ckpt`` holds the weights only by default (``best_weights_only``): it is what ``eval`` and the final test
+    score, and optimiser moments would double or triple its size. ``last.ckpt`` is the full training state that
+    ``resume`` continues exactly; ``save_optimizer: false`` makes it weights-only too (a run that cannot be
+    resumed, for when disk is short).
+    """
 
     every_n_steps: int = 0
     monitor: str | None = None
     mode: Literal["max", "min"] = "max"
+    best_weights_only: bool = True
+    save_optimizer: bool = True
 
 
 ENGINE_SECTIONS: dict[str, type] = {

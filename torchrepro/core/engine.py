@@ -7,14 +7,17 @@ before anything is written; Lightning then reuses that process group.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -127,20 +130,27 @@ def trainer_devices(cfg: Config) -> tuple[Any, int, str]:
 
 
 def build_callbacks(cfg: Config, recipe: Recipe, run_dir: Path) -> list[pl.Callback]:
-    """Checkpointing (last every N steps and at epoch end, best by metric), RNG state, NaN guard, metrics."""
+    """Checkpointing (best by metric, last at every epoch end and every N steps), RNG state, NaN guard, metrics.
+
+    The best-checkpoint callback comes before the ones writing ``last.ckpt``: at an epoch end it records the new
+    best first, so the ``last.ckpt`` written after it carries the up-to-date best score for a resume."""
+    c = cfg.checkpoint
     ckpt_dir = run_dir / CKPT_DIR
     callbacks: list[pl.Callback] = [RNGStateCallback(), NonFiniteLossGuard(ckpt_dir), MetricsFileCallback(run_dir),
                                     GracefulInterrupt(run_dir)]
-    if cfg.checkpoint.every_n_steps > 0:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, enable_version_counter=False,
-                                         every_n_train_steps=cfg.checkpoint.every_n_steps))
-    monitor = cfg.checkpoint.monitor or recipe.default_monitor
-    mode = cfg.checkpoint.mode if cfg.checkpoint.monitor else recipe.default_mode
+    monitor = c.monitor or recipe.default_monitor
+    mode = c.mode if c.monitor else recipe.default_mode
     if monitor:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode,
-                                         save_top_k=1, save_last=True, enable_version_counter=False))
-    else:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, enable_version_counter=False))
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                                         save_last=False, enable_version_counter=False,
+                                         save_weights_only=c.best_weights_only))
+    # last.ckpt as a monitor-less top-1 checkpoint named "last": each save replaces the previous one. (Lightning's
+    # own save_last only writes when a top-k checkpoint was written at the same step.)
+    last = dict(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, save_last=False,
+                enable_version_counter=False, save_weights_only=not c.save_optimizer)
+    if c.every_n_steps > 0:
+        callbacks.append(ModelCheckpoint(every_n_train_steps=c.every_n_steps, **last))
+    callbacks.append(ModelCheckpoint(**last))
     return callbacks
 
 
@@ -229,6 +239,26 @@ def _scored_checkpoint(run_dir: Path) -> Path:
     return best if best.is_file() else run_dir / CKPT_DIR / "last.ckpt"
 
 
+@contextlib.contextmanager
+def _exit_on_signal(message: str) -> Iterator[None]:
+    """Ctrl-C / SIGTERM inside the block: print ``message`` (rank 0) and exit with status 130, nothing else to save."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal's signature
+        if global_rank() == 0:
+            print(message, flush=True)
+        raise SystemExit(130)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _test_once(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, run_dir: Path) -> dict[str, float]:
     """Score the held-out split once, at the end of training, with the checkpoint validation chose.
 
@@ -237,7 +267,9 @@ def _test_once(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any,
     ckpt = _scored_checkpoint(run_dir)
     if ckpt.is_file():
         module.load_state_dict(load_checkpoint(ckpt)["state_dict"])
-    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    with _exit_on_signal(f"interrupted while scoring the test split; training had ended and {ckpt} is complete: "
+                         f"score it with `torchrepro eval {run_dir / CONFIG_NAME} --ckpt {ckpt} --split test`"):
+        results = trainer.test(module, datamodule=datamodule, verbose=False)
     tested = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if global_rank() == 0:
         print(f"test (held-out, scored once with {ckpt.name}): "
@@ -302,16 +334,23 @@ def _resume_overrides(overrides: list[str]) -> list[str]:
 def _check_last_checkpoint(ckpt: Path) -> None:
     """Fail early, in one line, on a corrupt ``last.ckpt``, saying whether ``best.ckpt`` could take its place."""
     try:
-        load_checkpoint(ckpt)
+        state = load_checkpoint(ckpt)
     except CheckpointError as err:
         best = ckpt.with_name("best.ckpt")
         try:
-            step = load_checkpoint(best).get("global_step", "?") if best.is_file() else None
+            saved = load_checkpoint(best) if best.is_file() else None
         except CheckpointError:
-            step = None
-        hint = (f"; {best} is intact (step {step}): copy it over last.ckpt to resume from that step"
-                if step is not None else "")
+            saved = None
+        hint = ""
+        if saved is not None and "optimizer_states" in saved:
+            hint = f"; {best} is intact (step {saved.get('global_step', '?')}): copy it over last.ckpt to resume from that step"
+        elif saved is not None:
+            hint = (f"; {best} is intact (step {saved.get('global_step', '?')}, weights only): score it with "
+                    f"`torchrepro eval`, or start the run again with `torchrepro train`")
         raise CheckpointError(f"{err}{hint}") from None
+    if "optimizer_states" not in state:
+        raise CheckpointError(f"{ckpt} holds weights only (the run had checkpoint.save_optimizer=false): it cannot "
+                              f"be resumed exactly; start a new run, or evaluate it with `torchrepro eval`")
 
 
 def resume(run_dir: Path, overrides: list[str] | None = None) -> tuple[Path, dict[str, float]]:

@@ -27,11 +27,7 @@ ResNet trunks (``resnet18``, ``resnet34``, ``resnet50``: conv1 … layer4, no po
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
-import torch
-import torchvision
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from torchrepro.core.errors import CheckpointError, ConfigError
 from torchrepro.core.typed import closest
@@ -41,7 +37,12 @@ __all__ = [
     "load_local_weights", "register_backbone", "resnet_trunk", "trunk_channels", "unregister_backbone",
 ]
 
-BackboneFactory = Callable[..., nn.Module]
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch and torchvision are imported where a backbone is built, not here: validating a config (the backbone's
+# name) must not cost the seconds their import takes (`torchrepro config` starts in well under a second).
+BackboneFactory = Callable[..., "nn.Module"]
 
 
 class _Entry:
@@ -110,6 +111,8 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
     The result has an ``out_channels`` attribute (the channels of its output feature map). Unknown names raise
     a :class:`ConfigError` with a "did you mean" hint.
     """
+    from torch import nn
+
     check_backbone_name(name)
     entry = _REGISTRY[name]
     module = entry.factory(**kwargs)
@@ -123,15 +126,15 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------- ResNet trunks
-# Deprecated: the torchvision constructors behind the ResNet trunks, kept for config checks that still use
-# them. New code validates names with backbone_names() / check_backbone_name().
-ARCHS = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
-         "resnet50": torchvision.models.resnet50}
+#: the torchvision ResNets behind the trunks (constructors of ``torchvision.models`` of these names)
+ARCHS = ("resnet18", "resnet34", "resnet50")
 _RESNET_CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
 
 def load_local_weights(model: nn.Module, path: str) -> None:
     """Load a torchvision-format state dict from a local file (never downloads)."""
+    import torch
+
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"model.pretrained '{file}' does not exist: give the path of a local torchvision state dict (.pth)")
@@ -158,6 +161,9 @@ def trunk_channels(arch: str) -> int:
 
 
 def _adapt_conv1(resnet: nn.Module, in_channels: int) -> None:
+    import torch
+    from torch import nn
+
     old: nn.Conv2d = resnet.conv1
     new = nn.Conv2d(in_channels, old.out_channels, kernel_size=old.kernel_size, stride=old.stride,
                     padding=old.padding, bias=False)
@@ -179,11 +185,14 @@ def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int 
     leaves the random generator in the same state, as building the torchvision model itself. The result is an
     ``nn.Sequential`` (children 0–7: conv1, bn1, relu, maxpool, layer1–4) with ``out_channels`` set.
     """
+    import torchvision
+    from torch import nn
+
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
     if in_channels < 1 or last_stride not in (1, 2):
         raise ValueError(f"need in_channels >= 1 and last_stride in (1, 2), got {in_channels}, {last_stride}")
-    resnet = ARCHS[arch](weights=None, zero_init_residual=zero_init_residual)
+    resnet = getattr(torchvision.models, arch)(weights=None, zero_init_residual=zero_init_residual)
     if pretrained:
         load_local_weights(resnet, pretrained)
     if in_channels != 3:

@@ -8,7 +8,26 @@ from typing import Literal
 
 from torchrepro.core.errors import ConfigError
 from torchrepro.nn.backbones import check_backbone_name
-from torchrepro.place_recognition.windows import InputSpec
+
+
+Representation = Literal["voxel", "histogram", "est"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Everything that shapes a cached network input."""
+
+    representation: Representation = "voxel"
+    num_bins: int = 5
+    height: int = 260
+    width: int = 346
+    size: int = 224
+    normalize: bool = True
+    denoise_s: float = 0.0  # background-activity filter support (s); 0: off
+
+    @property
+    def channels(self) -> int:
+        return {"voxel": self.num_bins, "histogram": 2, "est": 2 * self.num_bins}[self.representation]
 
 
 @dataclass

@@ -40,11 +40,11 @@ from torchrepro.events.mvsec import (
 )
 from torchrepro.events.denoise import background_activity_filter
 from torchrepro.events.representations import event_histogram, voxel_grid
+from torchrepro.place_recognition.config import InputSpec
 from torchrepro.place_recognition.model import centre_crop_resize
 
 log = logging.getLogger(__name__)
 
-Representation = Literal["voxel", "histogram", "est"]
 BASELINE_SCALE = 4  # the non-learned baseline's count images are the full sensor down-sampled 4x (65x87 on DAVIS346)
 
 
@@ -191,23 +191,6 @@ class StackedInputs:
 
 
 # --------------------------------------------------------------------------------------------- inputs
-@dataclass(frozen=True)
-class InputSpec:
-    """Everything that shapes a cached network input."""
-
-    representation: Representation = "voxel"
-    num_bins: int = 5
-    height: int = 260
-    width: int = 346
-    size: int = 224
-    normalize: bool = True
-    denoise_s: float = 0.0  # background-activity filter support (s); 0: off
-
-    @property
-    def channels(self) -> int:
-        return {"voxel": self.num_bins, "histogram": 2, "est": 2 * self.num_bins}[self.representation]
-
-
 def normalise_nonzero(grid: torch.Tensor) -> torch.Tensor:
     """rpg_e2vid's voxel-grid normalisation: zero mean, unit std over the non-zero cells; zeros stay zero.
 
