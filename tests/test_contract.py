@@ -92,6 +92,12 @@ def test_recipe_contract(name: str, tmp_path: Path) -> None:
     assert recipe.default_monitor in epochs[-1]
     for noise in ("\r", "GPU available", "Tip:", "was configured so", "faiss"):
         assert noise not in res.stdout + res.stderr, f"{noise!r} in the output of a non-terminal run"
+    # validation chooses best.ckpt; the held-out test split is scored once, at the end, with it
+    assert res.stdout.count("test (held-out, scored once with best.ckpt): ") == 1, res.stdout[-2000:]
+    history = _metrics(full)["history"]
+    assert [h["stage"] for h in history].count("test") == 1 and history[-1]["stage"] == "test"
+    assert any(k.startswith("test/") and k.endswith(recipe.default_monitor) for k in history[-1]), history[-1]
+    assert not any(k.startswith("test/") for h in history[:-1] for k in h), "the test split was scored before the end"
     for item in ("config.yaml", "metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
         assert (full / item).is_file(), item
     assert any((full / "tensorboard").glob("events.out.tfevents.*"))

@@ -1,5 +1,6 @@
-"""The reid recipe end to end through the CLI on tiny synthetic persons: BoT, SAN (two optimisers), SAN-PG and
-its pseudo-texture tool; the real-format configs parse; bad inputs give one clear line."""
+"""The reid recipe end to end through the CLI on tiny synthetic persons: BoT (validated on held-out training
+identities every epoch, the test split scored once at the end), SAN (two optimisers), SAN-PG and its
+pseudo-texture tool, the ablation table; the real-format configs parse; bad inputs give one clear line."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.helpers import REPO, cli
 
 TINY = [
     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.progress_bar=false",
-    "trainer.log_every_n_steps=1", "data.synthetic_train_ids=16", "data.synthetic_test_ids=8",
+    "trainer.log_every_n_steps=1", "data.synthetic_train_ids=20", "data.val_ids=4", "data.synthetic_test_ids=8",
     "data.height=64", "data.width=32", "data.batch_size=16", "data.test_batch_size=64",
     "data.texture_height=32", "data.texture_width=32", "model.arch=resnet18",
 ]
@@ -29,22 +30,31 @@ def _train(workdir: Path, config: str, name: str, *extra: str):
                f"run.dir={workdir / name}", *extra, timeout=600)
 
 
-def test_bot_runs_and_reports_baselines(workdir):
-    res = _train(workdir, "reid_sim_bot.yaml", "bot")
+def test_bot_validates_every_epoch_and_scores_the_test_split_once(workdir):
+    res = _train(workdir, "reid_sim_bot.yaml", "bot", "trainer.max_epochs=2")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "untrained model:" in res.stdout and "baseline_colour_rank-1" in res.stdout
-    last = json.loads((workdir / "bot" / "metrics.json").read_text())["last"]
-    for key in ("rank-1", "rank-5", "rank-10", "rank-20", "mAP", "mINP", "loss_id", "loss_triplet"):
-        assert key in last, key
-    assert last["rank-1"] <= last["rank-5"] <= last["rank-10"] <= last["rank-20"]
+    assert "validation: 4 held-out training identities" in res.stderr  # 20 - 4 = 16 identities train
+    assert res.stdout.count("test (held-out, scored once with best.ckpt):") == 1
+    history = json.loads((workdir / "bot" / "metrics.json").read_text())["history"]
+    assert [h["stage"] for h in history] == ["untrained", "fit", "fit", "test"]
+    tested = [h for h in history if "test/rank-1" in h]
+    assert len(tested) == 1 and tested[0]["stage"] == "test"
+    assert "test/baseline_colour_rank-1" in tested[0] and "rank-1" not in tested[0]
+    for entry in history[:-1]:  # validation: its own figures and baseline, nothing of the test split
+        assert not any(k.startswith("test/") for k in entry)
+        assert {"rank-1", "rank-5", "rank-10", "rank-20", "mAP", "mINP", "baseline_colour_rank-1"} <= set(entry)
+        assert entry["rank-1"] <= entry["rank-5"] <= entry["rank-10"] <= entry["rank-20"]
+    assert {"loss_id", "loss_triplet"} <= set(history[-2])
     assert (workdir / "bot" / "ranked_results.png").stat().st_size > 1000
 
 
 def test_san_trains_encoder_and_decoder_with_separate_optimisers(workdir):
     res = _train(workdir, "reid_sim_san.yaml", "san")
     assert res.returncode == 0, res.stderr[-3000:]
-    last = json.loads((workdir / "san" / "metrics.json").read_text())["last"]
-    assert {"loss_recon", "loss_constraint", "loss_id", "loss_triplet"} <= set(last)
+    history = json.loads((workdir / "san" / "metrics.json").read_text())["history"]
+    trained = [h for h in history if h["stage"] == "fit"][-1]  # the last entry is the test split's
+    assert {"loss_recon", "loss_constraint", "loss_id", "loss_triplet"} <= set(trained)
     import torch
 
     ckpt = torch.load(workdir / "san" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -55,7 +65,7 @@ def test_san_trains_encoder_and_decoder_with_separate_optimisers(workdir):
 
     state = torch.load(workdir / "san" / "encoder.pth", map_location="cpu", weights_only=True)
     assert not any("decoder" in k for k in state)
-    ReidEncoder(16, "resnet18").load_state_dict(state)
+    ReidEncoder(16, "resnet18").load_state_dict(state)  # 20 generated training identities, 4 held out
 
 
 def test_san_pg_then_pseudo_textures(workdir):
@@ -105,10 +115,18 @@ def test_ablation_tool_writes_the_table(workdir):
               f"data.synthetic_dir={workdir / 'persons'}", timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = json.loads((out / "ablation.json").read_text())
-    assert [r["run"] for r in rows][0] == "baseline (ID + triplet)" and len(rows) == 5
-    assert all(0.0 <= r["rank-1"] <= 1.0 and 0.0 <= r["mAP"] <= 1.0 for r in rows)
-    assert any("init_from=" in o and o.endswith("last.ckpt") for o in rows[-1]["overrides"])
+    assert [r["run"] for r in rows][0] == "baseline (ID + triplet)" and len(rows) == 6
+    for r in rows:  # validation figures of the chosen checkpoint, test figures scored once
+        assert all(0.0 <= r[k] <= 1.0 for k in ("val/rank-1", "val/mAP", "test/rank-1", "test/mAP", "test/mINP"))
+        history = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())["history"]
+        assert [h["stage"] for h in history].count("test") == 1
+    assert any("init_from=" in o and o.endswith("last.ckpt") for o in rows[4]["overrides"])
+    # the control: the baseline trained as long as SAN-PG + SAN (1 + 1 epochs here), its schedule stretched
+    control = rows[-1]
+    assert control["run"] == "baseline trained as long as SAN-PG + SAN" and control["epochs"] == "2"
+    assert {"model.method=bot", "trainer.max_epochs=2", "sched.milestones=[14,18]"} <= set(control["overrides"])
     table = (out / "ablation.md").read_text()
-    assert table.count("\n") == 7 and "| + reconstruction + constraints (SAN) |" in table
+    assert table.count("\n") == 8 and "| + reconstruction + constraints (SAN) | 1 |" in table
+    assert "| SAN initialised from SAN-PG | 1 + 1 |" in table
     again = cli("tool", "reid-ablation", REPO / "configs" / "reid_sim_san.yaml", "--out", out)
     assert again.returncode == 2 and "not empty" in again.stderr

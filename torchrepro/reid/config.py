@@ -14,15 +14,21 @@ from torchrepro.reid.datasets import DATASETS
 
 @dataclass
 class ReidData:
-    """Sources (training, pids offset per data set) and targets (evaluation), each a name from
+    """Sources (training, pids offset per data set) and targets (the held-out test split), each a name from
     ``market1501 | dukemtmc | cuhk03_labeled | cuhk03_detected | synthetic`` with its folder in ``roots``
-    (``synthetic`` defaults to a generated set under ``synthetic_dir``)."""
+    (``synthetic`` defaults to a generated set under ``synthetic_dir``).
+
+    ``val_ids`` identities of the sources' training folders are held out of training and form the validation
+    split that chooses checkpoints (open-reid's ``num_val``; query per camera as Market-1501, Zheng et al.
+    ICCV 2015 §3). ``synthetic_train_ids`` counts the generated training folder *including* them: the default
+    250 − 50 keeps 200 training identities."""
 
     sources: list[str] = field(default_factory=lambda: ["synthetic"])
     targets: list[str] = field(default_factory=lambda: ["synthetic"])
     roots: dict[str, str] = field(default_factory=dict)
+    val_ids: int = 50
     synthetic_dir: str = "data/synthetic/persons"
-    synthetic_train_ids: int = 200
+    synthetic_train_ids: int = 250
     synthetic_test_ids: int = 100
     height: int = 256
     width: int = 128
@@ -48,6 +54,16 @@ class ReidData:
                     raise ConfigError(f"'{root}' ({where}.roots.{name}) does not exist: point it at the {name} folder")
         if not self.sources or not self.targets:
             raise ConfigError(f"{where}.sources and {where}.targets need at least one data set each")
+        if self.val_ids < 1:
+            raise ConfigError(
+                f"{where}.val_ids must be >= 1, got {self.val_ids}: checkpoints and settings are chosen on training "
+                f"identities held out for validation, never on the test split (data.targets); hold out some, e.g. "
+                f"{where}.val_ids=100 for Market-1501")
+        if self.sources == ["synthetic"] and self.val_ids >= self.synthetic_train_ids:
+            raise ConfigError(
+                f"{where}.val_ids ({self.val_ids}) must be smaller than {where}.synthetic_train_ids "
+                f"({self.synthetic_train_ids}), which counts the validation identities too: lower {where}.val_ids "
+                f"or raise {where}.synthetic_train_ids")
         if self.batch_size % self.num_instances:
             raise ConfigError(f"{where}.batch_size ({self.batch_size}) must be a multiple of "
                               f"{where}.num_instances ({self.num_instances})")

@@ -6,6 +6,12 @@ aligned textures (SAN: Jin et al., "Semantics-Aligned Representation Learning fo
 AAAI 2020, §3) are read from the path :func:`texture_path` derives from the image path,
 normalised with mean 0.5 and std 0.5 to [−1, 1]. Textures are not augmented: a texture lives in the body's UV
 space, where an image flip or crop has no simple counterpart (the seed loads them untouched too).
+
+Splits: every setting, epoch and checkpoint is chosen on the **validation** split, ``data.val_ids`` identities
+held out of the sources' training folders (:func:`~torchrepro.reid.datasets.hold_out_identities`: one query per
+camera as in Market-1501, Zheng et al., ICCV 2015, §3); the targets' own query/gallery is the **test** split,
+scored once with the chosen checkpoint when training ends (the engine's ``has_test_split`` / ``test_dataloader``).
+Both are scored with the Market-1501 protocol of the BoT recipe (Luo et al., CVPRW 2019, §4).
 """
 
 from __future__ import annotations
@@ -30,10 +36,18 @@ from torchrepro.core.seeding import derive_seed
 from torchrepro.reid.config import ReidData, uses_decoder
 from torchrepro.retrieval.rank import evaluate_market1501
 from torchrepro.retrieval.sampler import RandomIdentitySampler
-from torchrepro.reid.datasets import DATASETS, ReidItem, ReidSplit, combine_sources, texture_path
+from torchrepro.reid.datasets import (
+    DATASETS,
+    ReidItem,
+    ReidSplit,
+    combine_sources,
+    hold_out_identities,
+    relabel_pids,
+    texture_path,
+)
 
-__all__ = ["DATASETS", "ReidDataModule", "ReidImageDataset", "build_transforms", "load_target", "load_sources",
-           "target_ids", "texture_path"]
+__all__ = ["DATASETS", "ReidDataModule", "ReidImageDataset", "TargetSet", "build_transforms",
+           "colour_baseline", "load_target", "load_sources", "target_ids", "texture_path"]
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +126,11 @@ class ReidImageDataset(Dataset):
 
 @dataclass
 class TargetSet:
-    """One evaluation target: its name, query and gallery items."""
+    """One evaluation set: its name (the data set, or ``val``), query and gallery items."""
 
     name: str
     query: list[ReidItem]
     gallery: list[ReidItem]
-    root: Path
 
 
 def _read(name: str, root: Path) -> ReidSplit:
@@ -135,19 +148,32 @@ def load_sources(names: list[str], roots: dict[str, str]) -> tuple[list[ReidItem
 
 
 def load_target(name: str, root: str) -> TargetSet:
+    """A data set's own query / gallery: the held-out test split."""
     split = _read(name, Path(root))
-    return TargetSet(name, split.query, split.gallery, Path(root))
+    return TargetSet(name, split.query, split.gallery)
 
 
 class ReidDataModule(pl.LightningDataModule):
+    """Training images of ``data.sources`` minus ``data.val_ids`` held-out identities; the validation split made
+    of those identities (every epoch; chooses ``best.ckpt``); the targets' query/gallery as the test split (scored
+    once, after training, with ``best.ckpt``). Validation and test each have their own references: query and
+    gallery ids and cameras, and the colour-histogram baseline."""
+
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         self.cfg = cfg
         self.d: ReidData = cfg.data
         self.train_set: ReidImageDataset | None = None
-        self.targets: list[TargetSet] = []
-        self.eval_sets: list[ReidImageDataset] = []
-        self.baseline: dict[str, float] = {}
+        #: ``"val"`` → the held-out training identities, ``"test"`` → one set per target; the task looks its
+        #: references up under :attr:`~torchrepro.core.evaluation.OrderedEvaluation.eval_split`
+        self.splits: dict[str, list[TargetSet]] = {}
+        self.eval_sets: dict[str, list[ReidImageDataset]] = {}
+        self._baselines: dict[str, dict[str, float]] = {}
+
+    @property
+    def has_test_split(self) -> bool:
+        """The targets' query/gallery is a held-out test split, scored once when training ends."""
+        return bool(self.d.targets)
 
     def _roots(self) -> dict[str, str]:
         roots = dict(self.d.roots)
@@ -178,34 +204,36 @@ class ReidDataModule(pl.LightningDataModule):
         with rank_zero_first():
             roots = self._roots()
         items, item_roots = load_sources(d.sources, roots)
+        keep, val_query, val_gallery = hold_out_identities(
+            items, d.val_ids, derive_seed(self.cfg.seed, "reid-val-ids"), min_train_ids=d.batch_size // d.num_instances)
+        items, item_roots = relabel_pids([items[i] for i in keep]), [item_roots[i] for i in keep]
         tex_size = (d.texture_height, d.texture_width)
         train_tf = build_transforms(d.height, d.width, True, d.flip, d.pad, d.erasing)
         self.train_set = ReidImageDataset(items, train_tf, self.cfg.seed,
                                           item_roots if uses_decoder(self.cfg) else None, tex_size)
         if uses_decoder(self.cfg):
             check_textures(items, item_roots)
+        self.splits = {"val": [TargetSet("val", val_query, val_gallery)],
+                       "test": [load_target(name, roots[name]) for name in d.targets]}
         test_tf = build_transforms(d.height, d.width, False)
-        self.targets = [load_target(name, roots[name]) for name in d.targets]
-        self.eval_sets = [ReidImageDataset(t.query + t.gallery, test_tf) for t in self.targets]
-        if "synthetic" in d.targets:
-            self.baseline = self._colour_baseline(self.targets[d.targets.index("synthetic")])
-        log.info("re-ID: %d training images of %d identities; targets: %s", len(items), self.num_classes,
-                 ", ".join(f"{t.name} ({len(t.query)} query / {len(t.gallery)} gallery)" for t in self.targets))
+        self.eval_sets = {split: [ReidImageDataset(t.query + t.gallery, test_tf) for t in sets]
+                          for split, sets in self.splits.items()}
+        log.info("re-ID: %d training images of %d identities; validation: %d held-out training identities "
+                 "(%d query / %d gallery); test (held out): %s", len(items), self.num_classes, d.val_ids,
+                 len(val_query), len(val_gallery),
+                 ", ".join(f"{t.name} ({len(t.query)} query / {len(t.gallery)} gallery)" for t in self.splits["test"]))
 
-    def _colour_baseline(self, target: TargetSet) -> dict[str, float]:
-        """The non-learned reference: stripe colour histograms compared by cosine, Market-1501 protocol."""
-        from PIL import Image
-
-        from torchrepro.reid.baselines import colour_histogram_features
-
-        def feats(items):
-            imgs = np.stack([np.asarray(Image.open(it.path).convert("RGB").resize((self.d.width, self.d.height)))
-                             for it in items])
-            return colour_histogram_features(imgs)
-
-        q, g = feats(target.query), feats(target.gallery)
-        res = evaluate_market1501(1.0 - q @ g.T, *target_ids(target))
-        return {f"baseline_colour_{k}": float(res[k]) for k in ("rank-1", "mAP")}
+    def colour_baseline(self, split: str) -> dict[str, float]:
+        """The non-learned reference of ``split``'s sets (``baseline_colour_rank-1`` / ``_mAP``, prefixed by the set
+        name when the split has several), computed on first use and kept: it does not change between epochs."""
+        if split not in self._baselines:
+            sets = self.splits[split]
+            out: dict[str, float] = {}
+            for target in sets:
+                prefix = "" if len(sets) == 1 else f"{target.name}/"
+                out.update({prefix + k: v for k, v in colour_baseline(target, self.d.height, self.d.width).items()})
+            self._baselines[split] = out
+        return self._baselines[split]
 
     def train_dataloader(self) -> DataLoader:
         d = self.d
@@ -214,9 +242,35 @@ class ReidDataModule(pl.LightningDataModule):
         return ResumableLoader(self.train_set, sampler, batch_size=d.batch_size, drop_last=False,
                                num_workers=d.num_workers, persistent_workers=False)
 
-    def val_dataloader(self) -> list[DataLoader]:
+    def _eval_loaders(self, split: str) -> list[DataLoader]:
         return [eval_loader(ds, self.d.test_batch_size, self.d.num_workers, trainer=self.trainer)
-                for ds in self.eval_sets]
+                for ds in self.eval_sets[split]]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("test")
+
+
+def _colour_features(items: list[ReidItem], height: int, width: int, chunk: int = 256) -> np.ndarray:
+    """Stripe colour histograms of ``items`` resized to ``height`` × ``width``, read ``chunk`` images at a time
+    (a real gallery of ~20,000 images would not fit in memory at once)."""
+    from torchrepro.reid.baselines import colour_histogram_features
+
+    parts = [colour_histogram_features(np.stack([np.asarray(_open_rgb(it.path).resize((width, height)))
+                                                 for it in items[start:start + chunk]]))
+             for start in range(0, len(items), chunk)]
+    return np.concatenate(parts)
+
+
+def colour_baseline(target: TargetSet, height: int, width: int) -> dict[str, float]:
+    """The non-learned reference of an evaluation set: stripe colour histograms compared by cosine, Market-1501
+    protocol (:func:`torchrepro.reid.baselines.colour_histogram_features`)."""
+    q, g = _colour_features(target.query, height, width), _colour_features(target.gallery, height, width)
+    res = evaluate_market1501(1.0 - q @ g.T, *target_ids(target))
+    return {f"baseline_colour_{k}": float(res[k]) for k in ("rank-1", "mAP")}
+
 
 def check_textures(items: list, roots: list[Path]) -> None:
     """Fail before training when an image lacks its aligned texture (the reconstruction loss needs every one)."""

@@ -4,6 +4,10 @@ Follows torchreid (``torchreid/data/datasets/image/{market1501,dukemtmcreid,cuhk
 skipped everywhere, pid 0 (Market background/distractors) is kept in the gallery only, camera ids become 0-based,
 and training pids are relabelled to ``0..N-1`` (query/gallery keep raw pids so that evaluation matches them).
 
+The validation split is made of training identities (:func:`hold_out_identities`): a seeded draw among those
+seen by at least two cameras, removed from training, split into query and gallery as Market-1501 builds its
+query set (Zheng et al., ICCV 2015, §3). The data set's own query/gallery is the held-out test split.
+
 Aligned textures (SAN: Jin et al., "Semantics-Aligned Representation Learning for Person Re-identification",
 AAAI 2020, the PIT set) live beside the images of a Market-1501-style root: :func:`texture_path`.
 """
@@ -17,7 +21,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from torchrepro.core.errors import DataError
+from torchrepro.core.errors import ConfigError, DataError
 
 __all__ = [
     "ReidItem",
@@ -27,7 +31,11 @@ __all__ = [
     "read_dukemtmc",
     "read_cuhk03_new",
     "combine_sources",
+    "hold_out_identities",
+    "market_query_split",
+    "relabel_pids",
     "texture_path",
+    "validation_candidates",
 ]
 
 _MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)")
@@ -93,9 +101,10 @@ def _read_market_dir(folder: Path, num_cameras: int, keep_background: bool) -> l
     return out
 
 
-def _relabel(raw: list[tuple[Path, int, int]]) -> list[ReidItem]:
-    pid2label = {pid: i for i, pid in enumerate(sorted({pid for _, pid, _ in raw}))}
-    return [ReidItem(path, pid2label[pid], camid) for path, pid, camid in raw]
+def relabel_pids(items: list[ReidItem]) -> list[ReidItem]:
+    """Training pids → ``0..N-1`` in sorted pid order (torchreid's ``relabel=True``): the classifier's labels."""
+    pid2label = {pid: i for i, pid in enumerate(sorted({it.pid for it in items}))}
+    return [ReidItem(it.path, pid2label[it.pid], it.camid) for it in items]
 
 
 def texture_path(root: Path, image_path: Path) -> Path:
@@ -117,7 +126,7 @@ def read_market1501(root: Path, num_cameras: int = 6) -> ReidSplit:
     query = _read_market_dir(root / "query", num_cameras, keep_background=False)
     gallery = _read_market_dir(root / "bounding_box_test", num_cameras, keep_background=True)
     return ReidSplit(
-        train=_relabel(train),
+        train=relabel_pids([ReidItem(*t) for t in train]),
         query=[ReidItem(*t) for t in query],
         gallery=[ReidItem(*t) for t in gallery],
     )
@@ -201,9 +210,7 @@ def read_cuhk03_new(root: Path, variant: Literal["labeled", "detected"]) -> Reid
     train = items(indices("train_idx"))
     query = items(indices("query_idx"))
     gallery = items(indices("gallery_idx"))
-    pid2label = {pid: i for i, pid in enumerate(sorted({it.pid for it in train}))}
-    train = [ReidItem(it.path, pid2label[it.pid], it.camid) for it in train]
-    return ReidSplit(train=train, query=query, gallery=gallery)
+    return ReidSplit(train=relabel_pids(train), query=query, gallery=gallery)
 
 
 def combine_sources(splits: list[ReidSplit]) -> list[ReidItem]:
@@ -220,6 +227,69 @@ def combine_sources(splits: list[ReidSplit]) -> list[ReidItem]:
         merged.extend(ReidItem(it.path, it.pid + offset, it.camid) for it in split.train)
         offset += max(it.pid for it in split.train) + 1
     return merged
+
+
+# --- validation split: identities held out of the training set -----------------------------------------------
+
+
+def validation_candidates(items: list[ReidItem]) -> list[int]:
+    """Training identities that can be held out for validation, sorted: seen by ≥ 2 cameras, with more images
+    than cameras.
+
+    After one query per camera (:func:`market_query_split`) such an identity keeps at least one gallery image,
+    and the query of any other camera has it as a valid cross-camera match under the Market-1501 protocol
+    (same-id-same-camera gallery images are junk): no held-out identity is lost to the protocol."""
+    cams: dict[int, set[int]] = {}
+    counts: dict[int, int] = {}
+    for it in items:
+        cams.setdefault(it.pid, set()).add(it.camid)
+        counts[it.pid] = counts.get(it.pid, 0) + 1
+    return sorted(pid for pid, seen in cams.items() if len(seen) >= 2 and counts[pid] > len(seen))
+
+
+def market_query_split(items: list[ReidItem], rng: np.random.Generator) -> tuple[list[ReidItem], list[ReidItem]]:
+    """Market-1501's query construction (Zheng et al., "Scalable Person Re-identification: A Benchmark", ICCV
+    2015, §3): for every identity, one image per camera that sees it, chosen at random, is a query; the other
+    images form the gallery. Returns ``(query, gallery)``, each in the order of ``items``.
+
+    The choice is a pure function of ``rng``'s state and the order of ``items``: groups are visited in sorted
+    ``(pid, camid)`` order and each draws one index."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault((it.pid, it.camid), []).append(i)
+    chosen = {members[int(rng.integers(len(members)))] for _, members in sorted(groups.items())}
+    query = [it for i, it in enumerate(items) if i in chosen]
+    gallery = [it for i, it in enumerate(items) if i not in chosen]
+    return query, gallery
+
+
+def hold_out_identities(items: list[ReidItem], num_ids: int, seed: int, min_train_ids: int = 1,
+                        ) -> tuple[list[int], list[ReidItem], list[ReidItem]]:
+    """A validation split made of training identities (the practice of open-reid's ``num_val``), chosen on the
+    training data only, so that the test split is never used to choose a setting, an epoch or a checkpoint.
+
+    ``num_ids`` identities are drawn without replacement, by a generator seeded with ``seed``, among the
+    :func:`validation_candidates`; their images leave the training set and are split into query and gallery by
+    :func:`market_query_split`. At least ``min_train_ids`` identities stay for training (a P×K batch needs P).
+
+    Returns ``(indices of the items kept for training, validation query, validation gallery)``; the held-out
+    items keep their pids (distinct from each other, which is all the evaluation needs).
+    """
+    candidates = validation_candidates(items)
+    n_ids = len({it.pid for it in items})
+    most = min(len(candidates), n_ids - min_train_ids)
+    if not 1 <= num_ids <= most:
+        spare = (f"set data.val_ids between 1 and {most}" if most >= 1
+                 else "use a training set with more identities")
+        raise ConfigError(
+            f"data.val_ids={num_ids}: the training data has {n_ids} identities, {len(candidates)} of them can be "
+            f"held out for validation (seen by >= 2 cameras, more images than cameras) and at least {min_train_ids} "
+            f"must stay for training (a P x K batch needs P = data.batch_size / data.num_instances); {spare}")
+    rng = np.random.default_rng(seed)
+    held = {int(p) for p in rng.choice(np.asarray(candidates), size=num_ids, replace=False)}
+    keep = [i for i, it in enumerate(items) if it.pid not in held]
+    query, gallery = market_query_split([it for it in items if it.pid in held], rng)
+    return keep, query, gallery
 
 
 #: the readers by data-set name (``data.sources`` / ``data.targets``)

@@ -36,14 +36,15 @@ def _load(path: Path, height: int = 128) -> np.ndarray:
 
 
 def save_ranked(task: pl.LightningModule, dm: pl.LightningDataModule, out: Path, n_queries: int = 8, k: int = 10) -> Path | None:
-    """Queries (evenly spread over the query list) beside their top-``k`` gallery items after the protocol's
-    same-pid-same-camera removal; green = same identity."""
+    """Queries (evenly spread over the query list) of the last evaluated split (validation, at the end of
+    training) beside their top-``k`` gallery items after the protocol's same-pid-same-camera removal; green = same
+    identity."""
     from torchrepro.retrieval.plots import save_ranked_results
 
     if not task.last_eval:
         return None
-    target = dm.targets[0]
-    dist = task.last_eval[target.name]["distmat"]
+    target = dm.splits[task.last_eval["split"]][0]
+    dist = task.last_eval["results"][target.name]["distmat"]
     picks = np.linspace(0, len(target.query) - 1, num=min(n_queries, len(target.query))).round().astype(int)
     queries, retrieved, correct = [], [], []
     for i in picks:
@@ -55,7 +56,7 @@ def save_ranked(task: pl.LightningModule, dm: pl.LightningDataModule, out: Path,
         correct.append([target.gallery[j].pid == q.pid for j in valid])
     width = min(len(c) for c in correct)
     return save_ranked_results(queries, [r[:width] for r in retrieved], np.array([c[:width] for c in correct]),
-                               out, query_titles=[f"pid {target.query[i].pid}" for i in picks])
+                               out, query_titles=[f"{target.name} pid {target.query[i].pid}" for i in picks])
 
 
 @torch.no_grad()

@@ -8,9 +8,11 @@
 * ``method: san_pg`` — SAN-PG: encoder + decoder trained with the reconstruction loss only (paired
   image/texture data); its checkpoint initialises SAN (``model.init_from``) and writes pseudo textures.
 
-Evaluation uses the BNNeck feature ``f_i``, the Market-1501 protocol (or CUHK03 single-gallery-shot), optional
-k-reciprocal re-ranking, and logs ``rank-1/5/10/20``, ``mAP``, ``mINP`` (prefixed by the target name when
-several targets are evaluated).
+Evaluation uses the BNNeck feature ``f_i`` (BoT, Luo et al. 2019, §3.4), the Market-1501 protocol (or CUHK03
+single-gallery-shot), optional k-reciprocal re-ranking, and logs ``rank-1/5/10/20``, ``mAP``, ``mINP`` and the
+colour-histogram baseline. Every epoch it scores the validation split (training identities held out, see
+:mod:`torchrepro.reid.data`), which chooses ``best.ckpt``; the targets' query/gallery is scored once at the end
+as ``test/…`` (prefixed by the target name too when there are several targets).
 """
 
 from __future__ import annotations
@@ -110,16 +112,17 @@ class ReidTask(TaskModule):
         return {"feature": self.encoder(batch[0])["f_i"].float()}  # the BNNeck feature (BoT §3.4)
 
     def evaluation_metrics(self, targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-        """CMC / mAP / mINP per target (prefixed by the target's name when there are several), and the colour
-        baseline."""
+        """CMC / mAP / mINP of each set of the split being evaluated (:attr:`eval_split`: the held-out training
+        identities for ``val``, the targets for ``test``), against that split's own query/gallery ids and cameras,
+        prefixed by the set's name when the split has several; and that split's colour baseline."""
         dm: ReidDataModule = self.trainer.datamodule
-        results = {t.name: evaluate_target(rows["feature"].cpu(), t, self.cfg.model)
-                   for t, rows in zip(dm.targets, targets)}
-        self.last_eval = results
+        sets = dm.splits[self.eval_split]
+        results = {t.name: evaluate_target(rows["feature"].cpu(), t, self.cfg.model) for t, rows in zip(sets, targets)}
+        self.last_eval = {"split": self.eval_split, "results": results}
         single = len(results) == 1
         metrics = {key if single else f"{name}/{key}": float(res[key])
                    for name, res in results.items() for key in METRIC_KEYS}
-        return {**metrics, **dm.baseline}
+        return {**metrics, **dm.colour_baseline(self.eval_split)}
 
 
 def evaluate_target(feats: torch.Tensor, target: TargetSet, m: ReidModel) -> dict:
@@ -154,7 +157,8 @@ def build(cfg: Config) -> tuple[ReidTask, ReidDataModule]:
 RECIPE = register(Recipe(
     name="reid",
     description="person re-identification: BoT baseline, SAN texture decoder and SAN-PG; Market-1501/DukeMTMC/"
-                "CUHK03 formats or synthetic persons with textures; CMC/mAP/mINP",
+                "CUHK03 formats or synthetic persons with textures; CMC/mAP/mINP on held-out training identities "
+                "(val) and the targets (test, once)",
     data_schema=ReidData,
     model_schema=ReidModel,
     build=build,
@@ -163,6 +167,6 @@ RECIPE = register(Recipe(
     callbacks=lambda cfg: [ReidPlots(), EncoderExport()],
     baseline_metric="baseline_colour_rank-1",
     synthetic_config="configs/reid_sim_bot.yaml",
-    tiny_overrides=("data.synthetic_train_ids=8", "data.synthetic_test_ids=6", "data.height=64", "data.width=32",
-                    "data.batch_size=8", "data.num_instances=4", "model.arch=resnet18", "trainer.max_epochs=2"),
+    tiny_overrides=("data.synthetic_train_ids=10", "data.val_ids=2", "data.synthetic_test_ids=6", "data.height=64",
+                    "data.width=32", "data.batch_size=8", "data.num_instances=4", "model.arch=resnet18", "trainer.max_epochs=2"),
 ))

@@ -7,9 +7,12 @@ predict a texture for every image of a Market-1501-layout folder (``bounding_box
 
 ``torchrepro tool reid-ablation CONFIG [--out DIR] [key=value …]``: trains, from the same config and seed,
 (1) the baseline (ID + triplet), (2) + reconstruction, (3) + reconstruction + triplet ReID constraints,
-(4) SAN-PG pre-training (reconstruction only) and then (3) initialised from it; writes ``ablation.md`` and
-``ablation.json`` (rank-1, mAP, mINP of each) into ``DIR``. The seed author lost track of which losses each run
-used; the table records the exact overrides beside every number.
+(4) SAN-PG pre-training (reconstruction only) and then (5) SAN initialised from it, and (6) the control for (5):
+the baseline trained as long as (4) + (5) together, its epoch-counted schedule stretched to match. Each row's
+checkpoint is chosen on the validation split (held-out training identities); ``ablation.md`` and
+``ablation.json`` in ``DIR`` give the validation figures of that checkpoint and the test figures it scored once.
+The seed author lost track of which losses each run used; the table records the exact overrides beside every
+number.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from torchrepro.core.config import Config
 from torchrepro.core.errors import ConfigError, DataError
 from torchrepro.core.registry import Tool, register_tool
+from torchrepro.core.rundir import METRICS_NAME
 
-__all__ = ["ABLATION", "ablation_main", "textures_main"]
+__all__ = ["ABLATION", "ablation_main", "chosen_validation", "stretched_schedule", "textures_main"]
 
 IMAGE_FOLDERS = ("bounding_box_train", "query", "bounding_box_test", "images_labeled", "images_detected")
 
@@ -36,14 +41,58 @@ ABLATION: list[tuple[str, list[str]]] = [
     ("SAN-PG pre-training (reconstruction only)", ["model.method=san_pg"]),
     ("SAN initialised from SAN-PG", ["model.method=san", "model.init_from={san_pg}"]),
 ]
+#: the row whose training includes another row's (its pre-training): its epochs count both
+PRETRAINED_ROW = "SAN initialised from SAN-PG"
+CONTROL_ROW = "baseline trained as long as SAN-PG + SAN"
+METRICS = ("rank-1", "mAP", "mINP")
 
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")[:40]
 
 
+def stretched_schedule(cfg: Config, factor: int) -> list[str]:
+    """Overrides that train ``factor`` times as long with the same schedule shape: ``trainer.max_epochs`` (and
+    ``max_steps`` when set) and the schedule's lengths (milestones, step size, ``t_max``) multiplied; the warm-up
+    is kept (it is about the start of optimisation, not the run's length).
+
+    The control of the SAN-PG-initialised row: BoT's multi-step schedule is defined relative to the run's length
+    (Luo et al. 2019: ×0.1 at epochs 40 and 70 of 120), so doubling the epochs without moving the milestones would
+    spend the extra epochs at 1/100 of the learning rate and handicap the control."""
+    t, sched = cfg.trainer, cfg.sched
+    over = [f"trainer.max_epochs={t.max_epochs * factor}"]
+    if t.max_steps > 0:
+        over.append(f"trainer.max_steps={t.max_steps * factor}")
+    if sched.name == "multistep":
+        over.append(f"sched.milestones=[{','.join(str(m * factor) for m in sched.milestones)}]")
+    elif sched.name == "step":
+        over.append(f"sched.step_size={sched.step_size * factor}")
+    elif sched.name == "cosine" and sched.t_max is not None:
+        over.append(f"sched.t_max={sched.t_max * factor}")
+    return over
+
+
+def chosen_validation(run_dir: Path, monitor: str, mode: str) -> dict[str, float]:
+    """The validation figures of the epoch ``best.ckpt`` holds: the first fit-stage entry of ``metrics.json`` with
+    the best ``monitor`` (ModelCheckpoint keeps the first of equal values); empty if none was validated."""
+    path = run_dir / METRICS_NAME
+    history = json.loads(path.read_text())["history"] if path.is_file() else []
+    fit = [h for h in history if h.get("stage") == "fit" and monitor in h]
+    if not fit:
+        return {}
+    best = (max if mode == "max" else min)(h[monitor] for h in fit)
+    return next(h for h in fit if h[monitor] == best)
+
+
+def _row(name: str, overrides: list[str], epochs: str, run_dir: Path, metrics: dict[str, float],
+         val: dict[str, float]) -> dict:
+    return {"run": name, "epochs": epochs, "overrides": overrides, "run_dir": str(run_dir),
+            **{f"val/{k}": val.get(k) for k in METRICS}, **{f"test/{k}": metrics.get(f"test/{k}") for k in METRICS}}
+
+
 def ablation_main(argv: list[str]) -> int:
     from torchrepro.core import engine
+    from torchrepro.core.registry import get_recipe, resolve_config
 
     parser = argparse.ArgumentParser(prog="torchrepro tool reid-ablation", description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
@@ -56,25 +105,35 @@ def ablation_main(argv: list[str]) -> int:
     args.overrides = [*args.overrides, *rest]
     if args.out.exists() and any(args.out.iterdir()):
         raise ConfigError(f"ablation output folder {args.out} is not empty; choose another --out (nothing is overwritten)")
+    cfg = resolve_config(args.config, args.overrides)  # checked before the first row trains
+    recipe = get_recipe(cfg.recipe)
+    monitor = cfg.checkpoint.monitor or recipe.default_monitor
+    mode = cfg.checkpoint.mode if cfg.checkpoint.monitor else recipe.default_mode
+    epochs = cfg.trainer.max_epochs
+    plan = [*ABLATION, (CONTROL_ROW, ["model.method=bot", *stretched_schedule(cfg, 2)])]
     rows = []
     san_pg_ckpt = None
-    for name, overrides in ABLATION:
+    for name, overrides in plan:
         over = [o.replace("{san_pg}", str(san_pg_ckpt)) for o in overrides]
         run_dir, metrics = engine.train(args.config, [*args.overrides, *over, f"run.dir={args.out / _slug(name)}"])
         if "model.method=san_pg" in overrides:
             san_pg_ckpt = run_dir / "checkpoints" / "last.ckpt"
-        rows.append({"run": name, "overrides": over, "run_dir": str(run_dir),
-                     **{k: metrics.get(k) for k in ("rank-1", "mAP", "mINP")}})
+        trained = {PRETRAINED_ROW: f"{epochs} + {epochs}", CONTROL_ROW: f"{2 * epochs}"}.get(name, f"{epochs}")
+        rows.append(_row(name, over, trained, run_dir, metrics, chosen_validation(run_dir, monitor, mode)))
     write_table(rows, args.out)
     print((args.out / "ablation.md").read_text())
     return 0
 
 
 def write_table(rows: list[dict], out: Path) -> None:
-    lines = ["| run | rank-1 | mAP | mINP | overrides |", "|---|---|---|---|---|"]
+    """``ablation.md`` (validation figures of each row's chosen checkpoint, then the test figures it scored once)
+    and ``ablation.json``."""
+    keys = [*(f"val/{k}" for k in METRICS[:2]), *(f"test/{k}" for k in METRICS)]
+    lines = ["| run | epochs | val rank-1 | val mAP | test rank-1 | test mAP | test mINP | overrides |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        nums = " | ".join(f"{r[k]:.3f}" if r[k] is not None else "–" for k in ("rank-1", "mAP", "mINP"))
-        lines.append(f"| {r['run']} | {nums} | `{' '.join(r['overrides'])}` |")
+        nums = " | ".join(f"{r[k]:.3f}" if r[k] is not None else "–" for k in keys)
+        lines.append(f"| {r['run']} | {r['epochs']} | {nums} | `{' '.join(r['overrides'])}` |")
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
     (out / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -124,5 +183,6 @@ def textures_main(argv: list[str]) -> int:
     return 0
 
 
-register_tool(Tool("reid-ablation", "SAN ablation table (baseline / +recon / +constraints / SAN-PG init)", ablation_main))
+register_tool(Tool("reid-ablation", "SAN ablation table (baseline / +recon / +constraints / SAN-PG init / control), "
+                                    "validation and test figures", ablation_main))
 register_tool(Tool("reid-textures", "write SAN-PG pseudo textures for a re-ID data set", textures_main))
