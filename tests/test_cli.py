@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -245,3 +247,15 @@ def test_best_is_weights_only_and_save_optimizer_false_makes_a_run_that_refuses_
     capsys.readouterr()
     code, _, err = run_main(capsys, "resume", lean, "trainer.max_epochs=2")
     assert_one_line_error(code, err, "weights only", "checkpoint.save_optimizer=false")
+
+
+@pytest.mark.parametrize("argv", [["list"], ["config", str(DEMO)], ["config", str(REPO / "configs" / "reid_sim_bot.yaml")],
+                                  ["config", str(REPO / "configs" / "vpr_event_sim.yaml")]])
+def test_list_and_config_import_neither_torch_nor_lightning(argv):
+    """`list` and `config` read schemas and registrations only (a fraction of a second; torch takes seconds): the
+    recipes' task modules, torch and Lightning are imported by the commands that build a recipe."""
+    code = ("import sys; from torchrepro.cli import main; assert main(sys.argv[1:]) == 0; "
+            "heavy = sorted(m for m in ('torch', 'pytorch_lightning', 'torchvision') if m in sys.modules); "
+            "assert not heavy, heavy")
+    res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]

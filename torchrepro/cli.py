@@ -73,8 +73,11 @@ def _print_metrics(run_dir: Path, metrics: dict[str, float], started: float) -> 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    import torchrepro.recipes  # noqa: F401  (fills the registry)
-    from torchrepro.core import engine, registry
+    import torchrepro.recipes  # noqa: F401  (fills the registry; imports no torch)
+    from torchrepro.core import registry
+
+    if args.command in ("data", "train", "resume", "eval"):
+        from torchrepro.core import engine  # torch and Lightning: seconds, so only for commands that run them
 
     if args.command == "list":
         for name, recipe in sorted(registry.recipes().items()):

@@ -1,9 +1,10 @@
-"""The explicit table of recipes: importing a system's ``task`` module registers it.
+"""The explicit table of recipes: importing a system's ``config`` module registers it (and its tools).
 
-``core`` never imports systems; the CLI imports this module. A new recipe adds one line here.
+``core`` never imports systems; the CLI imports this module. A new recipe adds one line here. The config modules
+hold schemas and registrations only; each recipe's ``task`` module (torch, Lightning) is imported when a command
+builds the recipe.
 """
 
-import torchrepro.driving.task  # noqa: F401  (registers "driving")
-import torchrepro.place_recognition.task  # noqa: F401  (registers "vpr_event")
-import torchrepro.reid.task  # noqa: F401  (registers "reid")
-import torchrepro.reid.tools  # noqa: F401  (registers the reid-ablation and reid-textures tools)
+import torchrepro.driving.config  # noqa: F401  (registers "driving")
+import torchrepro.place_recognition.config  # noqa: F401  (registers "vpr_event")
+import torchrepro.reid.config  # noqa: F401  (registers "reid" and the reid-ablation / reid-textures tools)

@@ -176,7 +176,7 @@ def build(cfg: Any) -> tuple[Module, DataModule]:
 
 
 RECIPE_ENTRY = Recipe(name=RECIPE, description="tiny regression for the DDP tests", data_schema=DataCfg,
-                      model_schema=ModelCfg, build=build)
+                      model_schema=ModelCfg, builder=build)
 
 
 @contextlib.contextmanager

@@ -1,13 +1,17 @@
-"""Recipe registry: a recipe registers its name, schemas and builder; the CLI looks it up by name.
+"""Recipe registry: a recipe registers its name, schemas and task module; the CLI looks it up by name.
 
-``core`` never imports a system package. The explicit table in :mod:`torchrepro.recipes` imports each
-system's ``task`` module, whose :func:`register` call fills the registry.
+``core`` never imports a system package. The explicit table in :mod:`torchrepro.recipes` imports each system's
+``config`` module (schemas only: no torch), whose :func:`register` call fills the registry. The heavy part of a
+recipe, its ``task`` module (model, data, Lightning), is imported only when a command builds the recipe, so
+``torchrepro list`` and ``torchrepro config`` answer in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Callable
 
 from torchrepro.core import config as cfgmod
@@ -18,17 +22,14 @@ if TYPE_CHECKING:
     import pytorch_lightning as pl
 
 
-def _no_callbacks(cfg: cfgmod.Config) -> list["pl.Callback"]:
-    return []
-
-
 @dataclass(frozen=True)
 class Recipe:
     """What the engine and the contract test need to know about a recipe.
 
-    * ``build(cfg)`` returns ``(LightningModule, LightningDataModule)``.
-    * ``callbacks(cfg)`` returns the recipe's Lightning callbacks (plots and other artefacts, usually
-      :class:`~torchrepro.core.callbacks.RunArtefacts` subclasses); the engine adds them to every trainer.
+    * ``task``: the module that defines ``build(cfg)``, returning ``(LightningModule, LightningDataModule)``,
+      and optionally ``callbacks(cfg)``, the recipe's Lightning callbacks (plots and other artefacts, usually
+      :class:`~torchrepro.core.callbacks.RunArtefacts` subclasses) that the engine adds to every trainer. It is
+      imported on first use. A recipe defined in one file (tests, plug-ins) may give ``builder`` instead.
     * ``default_monitor`` / ``default_mode``: the validation metric that picks ``best.ckpt``.
     * ``baseline_metric``: a non-learned reference the recipe logs beside its metric (printed with the untrained
       model's line), or None.
@@ -42,13 +43,32 @@ class Recipe:
     description: str
     data_schema: type
     model_schema: type
-    build: Callable[[cfgmod.Config], tuple["pl.LightningModule", "pl.LightningDataModule"]]
+    task: str | None = None
     default_monitor: str | None = None
     default_mode: str = "max"
-    callbacks: Callable[[cfgmod.Config], list["pl.Callback"]] = _no_callbacks
     baseline_metric: str | None = None
     synthetic_config: str | None = None
     tiny_overrides: tuple[str, ...] = ()
+    builder: Callable[[cfgmod.Config], tuple["pl.LightningModule", "pl.LightningDataModule"]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.task is None) == (self.builder is None):
+            raise ValueError(f"recipe '{self.name}': give exactly one of task (a module name) and builder")
+
+    def _task(self) -> ModuleType:
+        assert self.task is not None
+        return importlib.import_module(self.task)
+
+    def build(self, cfg: cfgmod.Config) -> tuple["pl.LightningModule", "pl.LightningDataModule"]:
+        """The recipe's (LightningModule, LightningDataModule) for a validated config."""
+        return self.builder(cfg) if self.builder is not None else self._task().build(cfg)
+
+    def callbacks(self, cfg: cfgmod.Config) -> list["pl.Callback"]:
+        """The recipe's own Lightning callbacks (none unless its task module defines ``callbacks(cfg)``)."""
+        if self.builder is not None:
+            return []
+        make = getattr(self._task(), "callbacks", None)
+        return list(make(cfg)) if make is not None else []
 
 
 _RECIPES: dict[str, Recipe] = {}
@@ -64,12 +84,16 @@ def register(recipe: Recipe) -> Recipe:
 
 @dataclass(frozen=True)
 class Tool:
-    """A recipe-specific command (``torchrepro tool NAME ARGS…``): ``run(argv)`` parses its own arguments and
-    returns an exit status."""
+    """A recipe-specific command (``torchrepro tool NAME ARGS…``): ``module.entry(argv)`` parses its own arguments
+    and returns an exit status. The module is imported only when the tool runs."""
 
     name: str
     description: str
-    run: Callable[[list[str]], int]
+    module: str
+    entry: str
+
+    def run(self, argv: list[str]) -> int:
+        return getattr(importlib.import_module(self.module), self.entry)(argv)
 
 
 _TOOLS: dict[str, Tool] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from torchrepro.core.errors import ConfigError
+from torchrepro.core.registry import Recipe, register
 from torchrepro.nn.backbones import check_backbone_name
 
 
@@ -73,3 +74,19 @@ class DrivingModel:
         check_backbone_name(self.arch, f"{where}.arch")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ConfigError(f"pretrained weights '{self.pretrained}' ({where}.pretrained) do not exist: give a local .pth path")
+
+
+# The recipe's entry in the registry: names, schemas and the task module (imported only when a run builds it).
+RECIPE = register(Recipe(
+    name="driving",
+    description="driving-direction classifier (left/right/straight), ResNet34 fine-tuning; synthetic road scenes or CSV/ImageFolder",
+    data_schema=DrivingData,
+    model_schema=DrivingModel,
+    task="torchrepro.driving.task",  # build(cfg), callbacks(cfg): imported when a run needs them
+    default_monitor="accuracy",
+    default_mode="max",
+    synthetic_config="configs/driving_synthetic.yaml",
+    tiny_overrides=("data.synthetic_train=48", "data.synthetic_val=24", "data.synthetic_test=24",
+                    "data.synthetic_size=32",
+                    "data.image_size=32", "data.batch_size=8", "model.arch=resnet18", "trainer.max_epochs=2"),
+))

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 
 from torchrepro.core.config import Config
-from torchrepro.core.registry import Recipe, register
 from torchrepro.core.task import TaskModule
 from torchrepro.driving.config import DrivingData, DrivingModel
 from torchrepro.driving.data import DrivingDataModule
@@ -60,17 +59,6 @@ def build(cfg: Config) -> tuple[DrivingTask, DrivingDataModule]:
     return DrivingTask(cfg), DrivingDataModule(cfg)
 
 
-RECIPE = register(Recipe(
-    name="driving",
-    description="driving-direction classifier (left/right/straight), ResNet34 fine-tuning; synthetic road scenes or CSV/ImageFolder",
-    data_schema=DrivingData,
-    model_schema=DrivingModel,
-    build=build,
-    default_monitor="accuracy",
-    default_mode="max",
-    callbacks=lambda cfg: [DrivingPlots()],
-    synthetic_config="configs/driving_synthetic.yaml",
-    tiny_overrides=("data.synthetic_train=48", "data.synthetic_val=24", "data.synthetic_test=24",
-                    "data.synthetic_size=32",
-                    "data.image_size=32", "data.batch_size=8", "model.arch=resnet18", "trainer.max_epochs=2"),
-))
+def callbacks(cfg: Config) -> list:
+    """The recipe's artefact callbacks (see :class:`~torchrepro.core.callbacks.RunArtefacts`)."""
+    return [DrivingPlots()]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from torchrepro.core.errors import ConfigError
+from torchrepro.core.registry import Recipe, register
 from torchrepro.nn.backbones import check_backbone_name
 
 
@@ -225,3 +226,24 @@ class VPRModel:
                               f"{self.ms_alpha}, {self.ms_beta}, {self.ms_epsilon}")
         if self.pca_dim is not None and self.pca_dim < 1:
             raise ConfigError(f"{where}.pca_dim must be >= 1 or null, got {self.pca_dim}")
+
+
+# The recipe's entry in the registry: names, schemas and the task module (imported only when a run builds it).
+RECIPE = register(Recipe(
+    name="vpr_event",
+    description="event-camera place recognition: voxel grid → ResNet34 + NetVLAD, triplet loss, recall@N; "
+                "simulated event drive, MVSEC HDF5 or npy windows",
+    data_schema=VPRData,
+    model_schema=VPRModel,
+    task="torchrepro.place_recognition.task",  # build(cfg), callbacks(cfg): imported when a run needs them
+    default_monitor="recall@1",
+    default_mode="max",
+    baseline_metric="baseline_count_recall@1",
+    synthetic_config="configs/vpr_event_sim.yaml",
+    # a 60 m street on a 64×48 sensor, two extra drives, 400-event windows, a 4-cluster NetVLAD at 32 px
+    tiny_overrides=("data.synthetic_route_m=60", "data.sensor_height=48", "data.sensor_width=64",
+                    "data.events_per_window=400", "data.min_events=400", "data.input_size=32",
+                    "data.synthetic_train_drives=2", "data.places_per_epoch=8", "data.batch_size=2",
+                    "data.eval_batch_size=16", "data.mining_candidates=8", "data.n_negatives=2", "model.arch=resnet18",
+                    "model.num_clusters=4", "model.netvlad_init_windows=8", "trainer.max_epochs=2"),
+))

@@ -18,7 +18,6 @@ from torch.utils.data import Subset
 from torchrepro.core.config import Config
 from torchrepro.core.distributed import compute_ordered
 from torchrepro.core.errors import ConfigError
-from torchrepro.core.registry import Recipe, register
 from torchrepro.core.task import TaskModule
 from torchrepro.nn.netvlad import TooFewFeaturesError
 from torchrepro.place_recognition.config import VPRData, VPRModel
@@ -199,22 +198,6 @@ def build(cfg: Config) -> tuple[VPRTask, VPRDataModule]:
     return VPRTask(cfg), VPRDataModule(cfg)
 
 
-RECIPE = register(Recipe(
-    name="vpr_event",
-    description="event-camera place recognition: voxel grid → ResNet34 + NetVLAD, triplet loss, recall@N; "
-                "simulated event drive, MVSEC HDF5 or npy windows",
-    data_schema=VPRData,
-    model_schema=VPRModel,
-    build=build,
-    default_monitor="recall@1",
-    default_mode="max",
-    callbacks=lambda cfg: [VPRPlots()],
-    baseline_metric="baseline_count_recall@1",
-    synthetic_config="configs/vpr_event_sim.yaml",
-    # a 60 m street on a 64×48 sensor, two extra drives, 400-event windows, a 4-cluster NetVLAD at 32 px
-    tiny_overrides=("data.synthetic_route_m=60", "data.sensor_height=48", "data.sensor_width=64",
-                    "data.events_per_window=400", "data.min_events=400", "data.input_size=32",
-                    "data.synthetic_train_drives=2", "data.places_per_epoch=8", "data.batch_size=2",
-                    "data.eval_batch_size=16", "data.mining_candidates=8", "data.n_negatives=2", "model.arch=resnet18",
-                    "model.num_clusters=4", "model.netvlad_init_windows=8", "trainer.max_epochs=2"),
-))
+def callbacks(cfg: Config) -> list:
+    """The recipe's artefact callbacks (see :class:`~torchrepro.core.callbacks.RunArtefacts`)."""
+    return [VPRPlots()]

@@ -8,6 +8,7 @@ from typing import Literal
 
 from torchrepro.core.config import Config
 from torchrepro.core.errors import ConfigError
+from torchrepro.core.registry import Recipe, Tool, register, register_tool
 from torchrepro.nn.backbones import check_backbone_name
 from torchrepro.reid.datasets import DATASETS
 
@@ -102,3 +103,25 @@ class ReidModel:
 
 def uses_decoder(cfg: Config) -> bool:
     return cfg.model.method in ("san", "san_pg")
+
+
+# The recipe's entry in the registry: names, schemas and the task module (imported only when a run builds it).
+RECIPE = register(Recipe(
+    name="reid",
+    description="person re-identification: BoT baseline, SAN texture decoder and SAN-PG; Market-1501/DukeMTMC/"
+                "CUHK03 formats or synthetic persons with textures; CMC/mAP/mINP on held-out training identities "
+                "(val) and the targets (test, once)",
+    data_schema=ReidData,
+    model_schema=ReidModel,
+    task="torchrepro.reid.task",  # build(cfg), callbacks(cfg): imported when a run needs them
+    default_monitor="rank-1",
+    default_mode="max",
+    baseline_metric="baseline_colour_rank-1",
+    synthetic_config="configs/reid_sim_bot.yaml",
+    tiny_overrides=("data.synthetic_train_ids=10", "data.val_ids=2", "data.synthetic_test_ids=6", "data.height=64",
+                    "data.width=32", "data.batch_size=8", "data.num_instances=4", "model.arch=resnet18", "trainer.max_epochs=2"),
+))
+register_tool(Tool("reid-ablation", "SAN ablation table (baseline / +recon / +constraints / SAN-PG init / control), "
+                                    "validation and test figures", "torchrepro.reid.tools", "ablation_main"))
+register_tool(Tool("reid-textures", "write SAN-PG pseudo textures for a re-ID data set", "torchrepro.reid.tools",
+                   "textures_main"))

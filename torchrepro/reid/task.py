@@ -27,7 +27,6 @@ import torch.nn.functional as F
 
 from torchrepro.core.config import Config
 from torchrepro.core.errors import ConfigError
-from torchrepro.core.registry import Recipe, register
 from torchrepro.core.task import TaskModule
 from torchrepro.reid.config import ReidData, ReidModel, uses_decoder
 from torchrepro.reid.data import ReidDataModule, TargetSet, target_ids
@@ -154,19 +153,6 @@ def build(cfg: Config) -> tuple[ReidTask, ReidDataModule]:
     return ReidTask(cfg, dm.num_classes), dm
 
 
-RECIPE = register(Recipe(
-    name="reid",
-    description="person re-identification: BoT baseline, SAN texture decoder and SAN-PG; Market-1501/DukeMTMC/"
-                "CUHK03 formats or synthetic persons with textures; CMC/mAP/mINP on held-out training identities "
-                "(val) and the targets (test, once)",
-    data_schema=ReidData,
-    model_schema=ReidModel,
-    build=build,
-    default_monitor="rank-1",
-    default_mode="max",
-    callbacks=lambda cfg: [ReidPlots(), EncoderExport()],
-    baseline_metric="baseline_colour_rank-1",
-    synthetic_config="configs/reid_sim_bot.yaml",
-    tiny_overrides=("data.synthetic_train_ids=10", "data.val_ids=2", "data.synthetic_test_ids=6", "data.height=64",
-                    "data.width=32", "data.batch_size=8", "data.num_instances=4", "model.arch=resnet18", "trainer.max_epochs=2"),
-))
+def callbacks(cfg: Config) -> list:
+    """The recipe's artefact callbacks (see :class:`~torchrepro.core.callbacks.RunArtefacts`)."""
+    return [ReidPlots(), EncoderExport()]

@@ -26,7 +26,6 @@ from PIL import Image
 
 from torchrepro.core.config import Config
 from torchrepro.core.errors import ConfigError, DataError
-from torchrepro.core.registry import Tool, register_tool
 from torchrepro.core.rundir import METRICS_NAME
 
 __all__ = ["ABLATION", "ablation_main", "chosen_validation", "stretched_schedule", "textures_main"]
@@ -181,8 +180,3 @@ def textures_main(argv: list[str]) -> int:
             Image.fromarray(texture_to_uint8(tex)).save(target)
     print(f"wrote {len(images)} textures under {args.root / 'texture'}")
     return 0
-
-
-register_tool(Tool("reid-ablation", "SAN ablation table (baseline / +recon / +constraints / SAN-PG init / control), "
-                                    "validation and test figures", ablation_main))
-register_tool(Tool("reid-textures", "write SAN-PG pseudo textures for a re-ID data set", textures_main))
