@@ -27,6 +27,58 @@ def write_csv_split(root: Path, n: int, seed: int = 0, size: int = 32, classes=(
     return root
 
 
+def write_market(root: Path, layout: dict[str, list[str]], size: tuple[int, int] = (8, 16)) -> Path:
+    """A re-ID data set in the Market-1501 layout: ``root/<folder>/<name>`` for every name of every folder of
+    ``layout`` (``bounding_box_train``, ``query``, ``bounding_box_test``), each a black ``size`` (w, h) JPEG."""
+    for folder, names in layout.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            Image.new("RGB", size).save(root / folder / name)
+    return root
+
+
+def write_mvsec(folder: Path, name: str, seed: int) -> tuple[Path, Path]:
+    """A 40 m drive of random events on a 64×48 sensor in the exact MVSEC layout: (``*_data.hdf5``, ``*_gt.hdf5``)."""
+    from torchrepro.events.mvsec import write_mvsec_sequence
+
+    rng = np.random.default_rng(seed)
+    n = 40 * 800
+    t = np.sort(rng.uniform(0, 4.0, n))
+    ev = np.stack([t, rng.integers(0, 64, n), rng.integers(0, 48, n), rng.integers(0, 2, n)], 1).astype(float)
+    pose_ts = np.linspace(-0.1, 4.1, 50)
+    poses = np.tile(np.eye(4), (50, 1, 1))
+    poses[:, 0, 3] = pose_ts * 10.0  # 10 m/s along x
+    data, gt = folder / f"{name}_data.hdf5", folder / f"{name}_gt.hdf5"
+    write_mvsec_sequence(data, gt, ev, pose_ts, poses)
+    return data, gt
+
+
+#: sensor (height, width) and first timestamp of the ``.npy`` event windows below
+NPY_H, NPY_W, NPY_T0 = 20, 30, 1504645177.0
+
+
+def make_event_window(n: int, seed: int, t_start: float) -> np.ndarray:
+    """``n`` random events (N, 4) t, x, y, p on the NPY_H × NPY_W sensor within 40 ms of ``t_start``, sorted by t."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(t_start + rng.uniform(0.0, 0.04, size=n))
+    x = rng.integers(0, NPY_W, size=n)
+    y = rng.integers(0, NPY_H, size=n)
+    p = rng.integers(0, 2, size=n)
+    return np.stack([t, x, y, p], axis=1).astype(np.float64)
+
+
+def write_npy_windows(root: Path, counts: list[int]) -> tuple[Path, list[float], list[np.ndarray]]:
+    """The seed's layout: ``root/windows/<timestamp>.npy``, one window of ``counts[k]`` events every 50 ms (named
+    like ``1504645177.123456.npy``), written in shuffled order. Returns (folder, timestamps, windows)."""
+    folder = root / "windows"
+    folder.mkdir(parents=True)
+    stamps = [round(NPY_T0 + 0.05 * (k + 1) + 0.000123, 6) for k in range(len(counts))]
+    windows = [make_event_window(n, k, s - 0.045) for k, (n, s) in enumerate(zip(counts, stamps))]
+    for k in np.random.default_rng(0).permutation(len(counts)):
+        np.save(folder / f"{stamps[k]:.6f}.npy", windows[k])
+    return folder, stamps, windows
+
+
 @pytest.fixture
 def csv_data(tmp_path: Path) -> Path:
     """data root with train/ and val/ in the CSV format."""

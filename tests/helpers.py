@@ -28,6 +28,25 @@ def tiny_config(tmp_path: Path, data_root: Path, **extra: str) -> Path:
     return path
 
 
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """The CLI entry point in-process: (exit status, stdout, stderr)."""
+    from torchrepro.cli import main
+
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    """Exit status 2, exactly one ``torchrepro: error:`` line holding every needle, no traceback."""
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("torchrepro: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
 TORCHRUN_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 

@@ -1,4 +1,4 @@
-"""``torchrepro`` command line: train, eval, resume, list, config, data, tool.
+"""``torchrepro`` command line: train, eval, resume, report, list, config, data, tool.
 
 Every user mistake (bad YAML, unknown key, wrong type, missing path, corrupt file …) ends as one line on
 stderr and exit status 2; tracebacks are kept for bugs in torchrepro itself.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 import warnings
@@ -42,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="a run directory made by `torchrepro train`")
     p.add_argument("overrides", nargs="*", help="trainer.max_epochs / max_steps / validation and logging intervals")
 
+    p = sub.add_parser("report", help="write a run's report.html again, or compare several runs on one page")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                   help="run directories (or eval folders); two or more: a comparison page")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write (default: RUN_DIR/report.html for one run, compare.html for several)")
+
     sub.add_parser("list", help="list the recipes with a one-line description")
 
     p = sub.add_parser("config", help="print the resolved, validated config", epilog=EPILOG)
@@ -60,19 +67,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_metrics(run_dir: Path, metrics: dict[str, float], started: float) -> None:
+def _print_metrics(run_dir: Path, metrics: dict[str, float], started: float, command: str = "") -> None:
+    """Rank 0: the run directory, the final metrics and the wall time; then record the command and write the
+    run's report.html."""
     from torchrepro.core.engine import global_rank
 
     if global_rank() != 0:
         return
+    wall = time.perf_counter() - started
     shown = {k: float(f"{v:.4g}") for k, v in sorted(metrics.items())}
     print(f"run directory: {run_dir}")
     print("metrics: " + json.dumps(shown))
-    print(f"wall time: {time.perf_counter() - started:.0f} s")
+    print(f"wall time: {wall:.0f} s")
+    _write_report(run_dir, command, wall)
+
+
+def _write_report(run_dir: Path, command: str, wall: float) -> None:
+    """Append the command to the run's commands.json and write report.html; a failure to write (full disk, …)
+    does not fail the command that trained: it says so in one line."""
+    from torchrepro.core import report
+
+    try:
+        report.record_command(run_dir, command, wall)
+        print(f"report: {report.write_report(run_dir)}", flush=True)
+    except (OSError, UserError) as err:
+        print(f"torchrepro: warning: report.html not written ({err}); write it with `torchrepro report {run_dir}`",
+              file=sys.stderr)
+
+
+def _report(run_dirs: list[Path], out: Path | None) -> None:
+    """``torchrepro report RUN_DIR`` (its report.html again) or ``report RUN_A RUN_B … [--out compare.html]``."""
+    if len(run_dirs) == 1:
+        from torchrepro.core.report import write_report
+
+        path = write_report(run_dirs[0], out)
+    else:
+        from torchrepro.core.report_compare import write_compare
+
+        path = write_compare(run_dirs, out if out is not None else Path("compare.html"))
+    print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    command = "torchrepro " + shlex.join(getattr(args, "argv", None) or [args.command])
     import torchrepro.recipes  # noqa: F401  (fills the registry; imports no torch)
     from torchrepro.core import registry
 
@@ -84,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<20} {recipe.description}")
         for name, tool in sorted(registry.tools().items()):
             print(f"tool {name:<15} {tool.description}")
+    elif args.command == "report":
+        _report(args.run_dirs, args.out)
     elif args.command == "tool":
         return registry.get_tool(args.tool_name).run(list(args.tool_args))
     elif args.command == "config":
@@ -96,11 +136,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{split}: {counts[f'{split}_items']} items in {counts[f'{split}_batches']} batches")
         print(f"wall time: {time.perf_counter() - started:.0f} s")
     elif args.command == "train":
-        _print_metrics(*engine.train(args.config, args.overrides), started)
+        _print_metrics(*engine.train(args.config, args.overrides), started, command)
     elif args.command == "resume":
-        _print_metrics(*engine.resume(args.run_dir, args.overrides), started)
+        _print_metrics(*engine.resume(args.run_dir, args.overrides), started, command)
     elif args.command == "eval":
-        _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides, args.out, args.split), started)
+        _print_metrics(*engine.evaluate(args.config, args.ckpt, args.overrides, args.out, args.split), started,
+                       command)
     return 0
 
 
@@ -123,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or rest)}")
     if rest:
         args.overrides = list(args.overrides) + rest
+    args.argv = argv  # recorded in the run's commands.json and report
     try:
         return run(args)
     except UserError as err:

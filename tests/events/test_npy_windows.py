@@ -8,35 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import NPY_H, NPY_T0, NPY_W, make_event_window, write_npy_windows
 from torchrepro.core.errors import DataError
 from torchrepro.events.npy_windows import NpyWindowFolder, read_positions, window_positions
 
-H, W = 20, 30
-T0 = 1504645177.0
-
-
-def make_window(n: int, seed: int, t_start: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.sort(t_start + rng.uniform(0.0, 0.04, size=n))
-    x = rng.integers(0, W, size=n)
-    y = rng.integers(0, H, size=n)
-    p = rng.integers(0, 2, size=n)
-    return np.stack([t, x, y, p], axis=1).astype(np.float64)
-
-
-def write_folder(root: Path, counts: list[int]) -> tuple[Path, list[float], list[np.ndarray]]:
-    """Windows every 50 ms named like the seed (``1504645177.123456.npy``), written in shuffled order."""
-    folder = root / "windows"
-    folder.mkdir()
-    stamps = [round(T0 + 0.05 * (k + 1) + 0.000123, 6) for k in range(len(counts))]
-    windows = [make_window(n, k, s - 0.045) for k, (n, s) in enumerate(zip(counts, stamps))]
-    for k in np.random.default_rng(0).permutation(len(counts)):
-        np.save(folder / f"{stamps[k]:.6f}.npy", windows[k])
-    return folder, stamps, windows
+H, W, T0 = NPY_H, NPY_W, NPY_T0
 
 
 def test_lists_sorts_and_loads(tmp_path):
-    folder, stamps, windows = write_folder(tmp_path, [40, 25, 60, 33])
+    folder, stamps, windows = write_npy_windows(tmp_path, [40, 25, 60, 33])
     ds = NpyWindowFolder(folder, H, W)
     assert len(ds) == 4
     np.testing.assert_array_equal(ds.timestamps, np.array(stamps))
@@ -50,14 +30,14 @@ def test_lists_sorts_and_loads(tmp_path):
 
 def test_sorted_numerically_not_by_name(tmp_path):
     for name in ("10.5", "9.25", "100", "1e1"):  # text order would be 10.5, 100, 1e1, 9.25
-        np.save(tmp_path / f"{name}.npy", make_window(3, 1, float(name)))
+        np.save(tmp_path / f"{name}.npy", make_event_window(3, 1, float(name)))
     ds = NpyWindowFolder(tmp_path, H, W)
     np.testing.assert_array_equal(ds.timestamps, [9.25, 10.0, 10.5, 100.0])
     assert [p.name for p in ds.paths] == ["9.25.npy", "1e1.npy", "10.5.npy", "100.npy"]
 
 
 def test_unparsable_name_names_the_file(tmp_path):
-    folder, _, _ = write_folder(tmp_path, [5, 5])
+    folder, _, _ = write_npy_windows(tmp_path, [5, 5])
     np.save(folder / "positions.npy", np.zeros((3, 3)))
     with pytest.raises(DataError, match=r"positions\.npy.*<timestamp>\.npy"):
         NpyWindowFolder(folder, H, W)
@@ -68,8 +48,8 @@ def test_unparsable_name_names_the_file(tmp_path):
 
 
 def test_duplicate_timestamps_raise(tmp_path):
-    np.save(tmp_path / "1.5.npy", make_window(3, 1, 1.0))
-    np.save(tmp_path / "1.50.npy", make_window(3, 2, 1.0))
+    np.save(tmp_path / "1.5.npy", make_event_window(3, 1, 1.0))
+    np.save(tmp_path / "1.50.npy", make_event_window(3, 2, 1.0))
     with pytest.raises(DataError, match="same timestamp"):
         NpyWindowFolder(tmp_path, H, W)
 
@@ -97,12 +77,12 @@ def test_wrong_shape(tmp_path):
 
 
 def test_out_of_sensor_names_file_and_range(tmp_path):
-    ev = make_window(10, 3, T0)
+    ev = make_event_window(10, 3, T0)
     ev[4, 1] = W + 5
     ds, name = _single(tmp_path, ev)
     with pytest.raises(DataError, match=rf"{name} lie outside the sensor.*x spans \[\d+, 35\]"):
         ds.load(0)
-    ev = make_window(10, 3, T0)
+    ev = make_event_window(10, 3, T0)
     ev[2, 2] = -2
     np.save(tmp_path / name, ev)
     with pytest.raises(DataError, match=r"y spans \[-2, "):
@@ -110,7 +90,7 @@ def test_out_of_sensor_names_file_and_range(tmp_path):
 
 
 def test_decreasing_time_names_file_and_row(tmp_path):
-    ev = make_window(10, 4, T0)
+    ev = make_event_window(10, 4, T0)
     ev[[6, 7], 0] = ev[[7, 6], 0]
     ds, name = _single(tmp_path, ev)
     with pytest.raises(DataError, match=rf"{name} is not sorted by time: row 7 "):
@@ -118,7 +98,7 @@ def test_decreasing_time_names_file_and_row(tmp_path):
 
 
 def test_non_finite_time(tmp_path):
-    ev = make_window(10, 5, T0)
+    ev = make_event_window(10, 5, T0)
     ev[3, 0] = np.nan
     ds, name = _single(tmp_path, ev)
     with pytest.raises(DataError, match=rf"{name} has a non-finite timestamp at row 3"):
@@ -126,7 +106,7 @@ def test_non_finite_time(tmp_path):
 
 
 def test_polarity_minus_one_is_converted_and_others_rejected(tmp_path):
-    ev = make_window(10, 6, T0)
+    ev = make_event_window(10, 6, T0)
     signed = ev.copy()
     signed[:, 3] = np.where(ev[:, 3] > 0, 1.0, -1.0)
     ds, name = _single(tmp_path, signed)
@@ -156,7 +136,7 @@ def test_corrupt_npy_names_the_file(tmp_path, payload):
 
 def test_truncated_npy_names_the_file(tmp_path):
     name = "1504645177.300000.npy"
-    np.save(tmp_path / name, make_window(100, 7, T0))
+    np.save(tmp_path / name, make_event_window(100, 7, T0))
     data = (tmp_path / name).read_bytes()
     (tmp_path / name).write_bytes(data[: len(data) // 2])
     ds = NpyWindowFolder(tmp_path, H, W)
@@ -165,7 +145,7 @@ def test_truncated_npy_names_the_file(tmp_path):
 
 
 def test_sparse_windows_are_loaded_then_dropped_with_a_count(tmp_path, caplog):
-    folder, stamps, windows = write_folder(tmp_path, [30, 0, 1, 12, 2])
+    folder, stamps, windows = write_npy_windows(tmp_path, [30, 0, 1, 12, 2])
     ds = NpyWindowFolder(folder, H, W)
     assert ds.load(1).shape == (0, 4) and ds.load(2).shape == (1, 4)
     assert ds.count_sparse(1) == 1 and ds.count_sparse(3) == 3
@@ -203,7 +183,7 @@ def test_read_positions_npy_and_interpolation(tmp_path):
     np.save(tmp_path / "pos.npy", POS)
     t, xy = read_positions(tmp_path / "pos.npy")
     assert t.shape == (3,) and xy.shape == (3, 2)
-    folder, stamps, _ = write_folder(tmp_path, [5, 5, 5])  # at T0 + 0.05, 0.10, 0.15 (+ 0.000123)
+    folder, stamps, _ = write_npy_windows(tmp_path, [5, 5, 5])  # at T0 + 0.05, 0.10, 0.15 (+ 0.000123)
     got = window_positions(NpyWindowFolder(folder, H, W), tmp_path / "pos.npy")
     expected = np.stack([np.interp(stamps, POS[:, 2], POS[:, k]) for k in range(2)], axis=1)
     np.testing.assert_allclose(got, expected)
@@ -211,7 +191,7 @@ def test_read_positions_npy_and_interpolation(tmp_path):
 
 def test_positions_shorter_than_windows(tmp_path):
     np.save(tmp_path / "pos.npy", POS[:2])
-    folder, _, _ = write_folder(tmp_path, [5, 5, 5])  # last window at T0 + 0.15 > T0 + 0.1
+    folder, _, _ = write_npy_windows(tmp_path, [5, 5, 5])  # last window at T0 + 0.15 > T0 + 0.1
     with pytest.raises(DataError, match="positions file shorter than the event time range"):
         window_positions(NpyWindowFolder(folder, H, W), tmp_path / "pos.npy")
 

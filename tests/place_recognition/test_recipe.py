@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import write_mvsec
 from tests.helpers import REPO, cli, cli_env
 from torchrepro.core.errors import ConfigError
-from torchrepro.events.mvsec import write_mvsec_sequence
 from torchrepro.place_recognition.config import VPRData, VPRModel
 
 TINY = [
@@ -70,25 +70,11 @@ def test_recipe_runs_end_to_end(workdir, representation, extra, config):
         assert "drive1_data.hdf5+drive3_data.hdf5+drive4_data.hdf5" in res.stderr + res.stdout  # anchors: extra drives
 
 
-def _write_mvsec(folder: Path, name: str, seed: int) -> tuple[Path, Path]:
-    """A 40 m drive of random events on a 64×48 sensor in the exact MVSEC layout."""
-    rng = np.random.default_rng(seed)
-    n = 40 * 800
-    t = np.sort(rng.uniform(0, 4.0, n))
-    ev = np.stack([t, rng.integers(0, 64, n), rng.integers(0, 48, n), rng.integers(0, 2, n)], 1).astype(float)
-    pose_ts = np.linspace(-0.1, 4.1, 50)
-    poses = np.tile(np.eye(4), (50, 1, 1))
-    poses[:, 0, 3] = pose_ts * 10.0  # 10 m/s along x
-    data, gt = folder / f"{name}_data.hdf5", folder / f"{name}_gt.hdf5"
-    write_mvsec_sequence(data, gt, ev, pose_ts, poses)
-    return data, gt
-
-
 def test_mvsec_config_parses_and_runs_on_fixture_files(workdir):
     folder = workdir / "mvsec"
-    d2 = _write_mvsec(folder, "outdoor_day2", 0)
-    d1 = _write_mvsec(folder, "outdoor_day1", 1)
-    n1 = _write_mvsec(folder, "outdoor_night1", 3)
+    d2 = write_mvsec(folder, "outdoor_day2", 0)
+    d1 = write_mvsec(folder, "outdoor_day1", 1)
+    n1 = write_mvsec(folder, "outdoor_night1", 3)
     paths = [f"data.train_events={d2[0]}", f"data.train_poses={d2[1]}", f"data.val_events={n1[0]}",
              f"data.val_poses={n1[1]}", f"data.test_events={d1[0]}", f"data.test_poses={d1[1]}"]
     res = cli("config", REPO / "configs" / "vpr_event_mvsec.yaml", *paths)
@@ -113,10 +99,10 @@ def test_missing_hdf5_key_is_named(workdir):
     import h5py
 
     folder = workdir / "broken"
-    data, gt = _write_mvsec(folder, "seq", 2)
+    data, gt = write_mvsec(folder, "seq", 2)
     with h5py.File(gt, "a") as f:
         del f["davis/left/pose_ts"]
-    val = _write_mvsec(folder, "seq_val", 3)
+    val = write_mvsec(folder, "seq_val", 3)
     over = [f"data.train_events={data}", f"data.train_poses={gt}", f"data.test_events={data}",
             f"data.test_poses={gt}", f"data.val_events={val[0]}", f"data.val_poses={val[1]}",
             f"run.dir={workdir / 'broken_run'}", f"data.cache_dir={workdir / 'cache'}",
@@ -156,8 +142,8 @@ def test_bad_multi_similarity_values_are_named(key, value):
 
 def test_cross_training_needs_a_second_recording(workdir):
     folder = workdir / "mvsec_cross"
-    d2 = _write_mvsec(folder, "outdoor_day2", 0)
-    d1 = _write_mvsec(folder, "outdoor_day1", 1)
+    d2 = write_mvsec(folder, "outdoor_day2", 0)
+    d1 = write_mvsec(folder, "outdoor_day1", 1)
     over = [f"data.train_events={d2[0]}", f"data.train_poses={d2[1]}", f"data.test_events={d2[0]}",
             f"data.test_poses={d2[1]}", f"data.val_events={d1[0]}", f"data.val_poses={d1[1]}",
             "data.train_protocol=cross", f"run.dir={workdir / 'cross_never'}"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from PIL import Image
 
+from tests.conftest import write_market
 from torchrepro.core.errors import DataError
 from torchrepro.reid.datasets import (
     ReidItem,
@@ -19,11 +19,6 @@ from torchrepro.reid.datasets import (
     read_dukemtmc,
     read_market1501,
 )
-
-
-def _img(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 16)).save(path)
 
 
 MARKET = {
@@ -52,11 +47,7 @@ MARKET = {
 
 
 def _market(root: Path, layout: dict[str, list[str]] = MARKET) -> Path:
-    for folder, names in layout.items():
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for name in names:
-            _img(root / folder / name)
-    return root
+    return write_market(root, layout)
 
 
 def test_parse_market_name() -> None:
@@ -158,8 +149,7 @@ CUHK_FILES = [
 
 
 def _cuhk03(root: Path, variant: str = "labeled", drop: str | None = None, **override: np.ndarray) -> Path:
-    for name, _, _ in CUHK_FILES:
-        _img(root / f"images_{variant}" / name)
+    write_market(root, {f"images_{variant}": [name for name, _, _ in CUHK_FILES]})
     filelist = np.empty((len(CUHK_FILES), 1), dtype=object)
     filelist[:, 0] = [n for n, _, _ in CUHK_FILES]
     data = {

@@ -56,7 +56,8 @@ class NonFiniteLossGuard(pl.Callback):
         if trainer.world_size > 1:
             bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
         if bad:
-            where = f" (last good checkpoint: {self.ckpt_dir / 'last.ckpt'})" if self.ckpt_dir else ""
+            last = self.ckpt_dir / "last.ckpt" if self.ckpt_dir else None
+            where = f" (last good checkpoint: {last})" if last is not None and last.is_file() else ""
             raise NonFiniteLossError(
                 f"loss became {loss.detach().float().mean().item()} at step {trainer.global_step} "
                 f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}): "

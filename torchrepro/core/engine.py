@@ -430,13 +430,18 @@ def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str], out: Path
 
 def prepare_data(config_path: Path, overrides: list[str]) -> dict[str, int]:
     """``torchrepro data``: generate the config's synthetic data (or open and check its real data set), build the
-    input caches, and count what training and evaluation will see. Writes no run directory, trains nothing;
-    a later ``train`` with the same data keys reuses what this made."""
+    input caches, run the checks the loaders would run (the data module's ``check_files()``, when it has one: every
+    file of every split opened and decoded, without training transforms), and count what training and evaluation
+    will see. Writes no run directory, trains nothing; a later ``train`` with the same data keys reuses what this
+    made. A problem is a DataError naming the file or folder and the fix."""
     cfg = resolve_config(config_path, overrides)
     configure_rank_logging()
     _, datamodule = get_recipe(cfg.recipe).build(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    check_files = getattr(datamodule, "check_files", None)
+    if check_files is not None:
+        check_files()
     counts: dict[str, int] = {}
     makers = [("train", datamodule.train_dataloader), ("val", datamodule.val_dataloader)]
     if getattr(datamodule, "has_test_split", False):

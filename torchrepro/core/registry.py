@@ -37,6 +37,9 @@ class Recipe:
       ``tiny_overrides``: overrides that shrink it to a few seconds of data and steps. The contract test
       (``tests/test_contract.py``) trains, kills, resumes, evaluates and runs every registered recipe under
       ``torchrun`` with them.
+    * ``report_figures``: the recipe's section of ``report.html`` (:mod:`torchrepro.core.report`): ``(file name,
+      caption)`` of each PNG its artefact callbacks write into the run directory, in the order the report shows
+      them. PNGs of the run directory not listed here follow them, under their file names.
     """
 
     name: str
@@ -49,6 +52,7 @@ class Recipe:
     baseline_metric: str | None = None
     synthetic_config: str | None = None
     tiny_overrides: tuple[str, ...] = ()
+    report_figures: tuple[tuple[str, str], ...] = ()
     builder: Callable[[cfgmod.Config], tuple["pl.LightningModule", "pl.LightningDataModule"]] | None = None
 
     def __post_init__(self) -> None:

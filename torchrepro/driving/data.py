@@ -29,12 +29,19 @@ from torchrepro.driving.config import DrivingData
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Open an image as RGB, or raise a DataError naming the file."""
+def load_rgb(path: Path, check_only: bool = False) -> Image.Image | None:
+    """Open an image as RGB, or raise a DataError naming the file.
+
+    ``check_only``: decode the file without converting it (JPEGs at 1/8 scale, which still reads every byte:
+    a truncated file fails) and return None; what ``torchrepro data`` does for every image of every split."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            if not check_only:
+                return img.convert("RGB")
+            img.draft(img.mode, (1, 1))  # JPEG: decode at the smallest scale; other formats: no-op
+            img.load()
+            return None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"image '{path}' cannot be read as an image ({type(err).__name__}): remove or replace the file") from None
 
 
@@ -192,6 +199,14 @@ class DrivingDataModule(pl.LightningDataModule):
             self.val_set = DirectionDataset(self._items(d.val_split), build_transforms(d.image_size, False), d.classes)
         if self.test_set is None and self.has_test_split and stage in (None, "fit", "test"):
             self.test_set = DirectionDataset(self._items(d.test_split), build_transforms(d.image_size, False), d.classes)
+
+    def check_files(self) -> None:
+        """Decode every image of every split set up (``torchrepro data``): a file that is not an image, or is
+        truncated, is named now rather than when a batch reaches it mid-epoch. Splits are non-empty by then (the
+        readers refuse an empty CSV or image folder)."""
+        for dataset in (self.train_set, self.val_set, self.test_set):
+            for path, _ in dataset.items if dataset is not None else ():
+                load_rgb(path, check_only=True)
 
     def train_dataloader(self) -> DataLoader:
         sampler = ResumableSampler(self.train_set, seed=self.cfg.seed, shuffle=True, keyed=True)

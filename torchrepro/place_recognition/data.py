@@ -33,6 +33,7 @@ from torchrepro.place_recognition.windows import (
     WindowDataset,
     WindowSource,
     cached_inputs,
+    check_window_events,
     collate_event_tuples,
     collate_event_windows,
     split_query_database,
@@ -210,6 +211,13 @@ class VPRDataModule(pl.LightningDataModule):
             q_counts, db_counts = counts, cached_inputs(database, spec, cache, "counts")
         baseline, topk = count_baseline(np.asarray(q_counts), np.asarray(db_counts), q_pos, db_pos, d.eval_m)
         return EvalSplit(source, queries, data, q_pos, db_pos, baseline, topk)
+
+    def check_files(self) -> None:
+        """``torchrepro data``: every event window was read and checked when ``setup`` built the caches (the inputs
+        of every traversal, the count images of the evaluated ones), and empty splits were refused there. The EST
+        representation caches no inputs: its training windows, otherwise first read mid-epoch, are read here."""
+        if self.est:
+            check_window_events(self.train_windows.source, self.d.input_spec())
 
     # -- loaders
     @property

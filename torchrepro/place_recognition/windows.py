@@ -244,13 +244,21 @@ def _cache_key(source: WindowSource, spec: InputSpec, what: str) -> str:
     return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
 
 
+def window_label(source: WindowSource, i: int) -> str:
+    """Where window ``i`` comes from, for error messages: the recording's file (MVSEC) or the traversal's name."""
+    if isinstance(source, ConcatTraversal):
+        k = int(np.searchsorted(source.offsets, i, side="right")) - 1
+        return window_label(source.sources[k], int(i - source.offsets[k]))
+    return f"{getattr(source, 'data_path', source.name)} window {i}"
+
+
 def _build_array(source: WindowSource, shape: tuple[int, ...], fn, path: Path) -> np.ndarray:
     """Compute ``fn(events, source_name)`` for every window into a float16 ``.npy`` at ``path`` (atomic)."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(source), *shape))
         for i in range(len(source)):
-            out[i] = fn(source.events(i), f"{source.name} window {i}").numpy().astype(np.float16)
+            out[i] = fn(source.events(i), window_label(source, i)).numpy().astype(np.float16)
         out.flush()
         del out
         os.replace(tmp, path)
@@ -271,6 +279,14 @@ def cached_inputs(source: WindowSource, spec: InputSpec, cache_dir: Path, what: 
         shape = (spec.channels, spec.size, spec.size)
         return _build_array(source, shape, lambda ev, name: window_input(ev, spec, name), path)
     return _build_array(source, count_shape(spec), lambda ev, name: count_image(ev, spec, name), path)
+
+
+def check_window_events(source: WindowSource, spec: InputSpec) -> None:
+    """Read every window of ``source`` and check its events as building a cache does (a readable file, events on
+    the sensor and in time order), writing nothing: for the EST representation, which caches no inputs, so that
+    its training windows are not first read mid-epoch. Raises the reader's or the representation's DataError."""
+    for i in range(len(source)):
+        event_histogram(source.events(i), spec.height, spec.width, source=window_label(source, i))
 
 
 # --------------------------------------------------------------------------------------------- geometry

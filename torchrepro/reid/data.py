@@ -43,6 +43,8 @@ from torchrepro.reid.datasets import (
     combine_sources,
     hold_out_identities,
     relabel_pids,
+    require_matches,
+    require_subsets,
     texture_path,
 )
 
@@ -71,13 +73,19 @@ def build_transforms(height: int, width: int, train: bool, flip: float = 0.5, pa
     return v2.Compose(ops)
 
 
-def _open_rgb(path: Path) -> Image.Image:
+def _open_rgb(path: Path, check_only: bool = False) -> Image.Image | None:
+    """An image as RGB, or a DataError naming the file. ``check_only``: decode it without converting (JPEGs at
+    1/8 scale, which still reads every byte: a truncated file fails) and return None (``torchrepro data``)."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            if not check_only:
+                return img.convert("RGB")
+            img.draft(img.mode, (1, 1))  # JPEG: decode at the smallest scale; other formats: no-op
+            img.load()
+            return None
     except FileNotFoundError:
         raise DataError(f"image {path} is missing; the data set folder is incomplete") from None
-    except OSError as err:
+    except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"image {path} cannot be read ({err}); remove or replace the file") from None
 
 
@@ -140,16 +148,23 @@ def _read(name: str, root: Path) -> ReidSplit:
 
 
 def load_sources(names: list[str], roots: dict[str, str]) -> tuple[list[ReidItem], list[Path]]:
-    """Training items of all sources, pids offset per source (torchreid's data manager); item roots too."""
+    """Training items of all sources, pids offset per source (torchreid's data manager); item roots too. A source
+    without training images is refused, naming its folder."""
     splits = [_read(n, Path(roots[n])) for n in names]
+    for name, split in zip(names, splits):
+        require_subsets(split, name, ("train",), "data.sources")
     merged = combine_sources(splits)
     item_roots = [Path(roots[n]) for n, s in zip(names, splits) for _ in s.train]
     return merged, item_roots
 
 
 def load_target(name: str, root: str) -> TargetSet:
-    """A data set's own query / gallery: the held-out test split."""
+    """A data set's own query / gallery: the held-out test split. An empty query or gallery, or a query set none of
+    whose identities the gallery shows from another camera, is refused here, naming the folders: before training,
+    not when the test split is scored."""
     split = _read(name, Path(root))
+    require_subsets(split, name, ("query", "gallery"), "data.targets")
+    require_matches(split, name)
     return TargetSet(name, split.query, split.gallery)
 
 
@@ -222,6 +237,17 @@ class ReidDataModule(pl.LightningDataModule):
                  "(%d query / %d gallery); test (held out): %s", len(items), self.num_classes, d.val_ids,
                  len(val_query), len(val_gallery),
                  ", ".join(f"{t.name} ({len(t.query)} query / {len(t.gallery)} gallery)" for t in self.splits["test"]))
+
+    def check_files(self) -> None:
+        """Decode every image of the training, validation and test sets, and the aligned texture of every training
+        image when the method reads them (``torchrepro data``): a file that is not an image, or is truncated, is
+        named now rather than when a batch or the evaluation reaches it."""
+        for dataset in [self.train_set, *(ds for sets in self.eval_sets.values() for ds in sets)]:
+            for item in dataset.items:
+                _open_rgb(item.path, check_only=True)
+        roots = self.train_set.texture_roots
+        for item, root in zip(self.train_set.items, roots or ()):
+            _open_rgb(texture_path(root, item.path), check_only=True)
 
     def colour_baseline(self, split: str) -> dict[str, float]:
         """The non-learned reference of ``split``'s sets (``baseline_colour_rank-1`` / ``_mAP``, prefixed by the set

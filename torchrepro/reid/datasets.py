@@ -15,7 +15,7 @@ AAAI 2020, the PIT set) live beside the images of a Market-1501-style root: :fun
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -34,6 +34,8 @@ __all__ = [
     "hold_out_identities",
     "market_query_split",
     "relabel_pids",
+    "require_matches",
+    "require_subsets",
     "texture_path",
     "validation_candidates",
 ]
@@ -56,6 +58,8 @@ class ReidSplit:
     train: list[ReidItem]
     query: list[ReidItem]
     gallery: list[ReidItem]
+    #: where each subset (``train``, ``query``, ``gallery``) was read from: its folder, or the split file
+    folders: dict[str, Path] = field(default_factory=dict, compare=False)
 
     def summary(self) -> str:
         """One line per subset with its number of identities, images and cameras (like torchreid's table)."""
@@ -129,6 +133,7 @@ def read_market1501(root: Path, num_cameras: int = 6) -> ReidSplit:
         train=relabel_pids([ReidItem(*t) for t in train]),
         query=[ReidItem(*t) for t in query],
         gallery=[ReidItem(*t) for t in gallery],
+        folders={"train": root / "bounding_box_train", "query": root / "query", "gallery": root / "bounding_box_test"},
     )
 
 
@@ -210,7 +215,32 @@ def read_cuhk03_new(root: Path, variant: Literal["labeled", "detected"]) -> Reid
     train = items(indices("train_idx"))
     query = items(indices("query_idx"))
     gallery = items(indices("gallery_idx"))
-    return ReidSplit(train=relabel_pids(train), query=query, gallery=gallery)
+    return ReidSplit(train=relabel_pids(train), query=query, gallery=gallery,
+                     folders={"train": mat_path, "query": mat_path, "gallery": mat_path})
+
+
+def require_subsets(split: ReidSplit, name: str, subsets: tuple[str, ...], key: str) -> None:
+    """DataError naming the folder of the first of ``subsets`` of data set ``name`` (listed in config ``key``) that
+    holds no usable image (junk, pid -1, is skipped everywhere; background, pid 0, is kept in the gallery only)."""
+    for subset in subsets:
+        if not getattr(split, subset):
+            where = split.folders.get(subset, f"the {subset} set")
+            skipped = "junk -1_* images" if subset == "gallery" else "junk -1_* and background 0000_* images"
+            raise DataError(f"re-ID {subset} set {where} of data set '{name}' ({key}) holds no usable image ({skipped} "
+                            f"do not count): put the data set's {subset} images there, or remove '{name}' from {key}")
+
+
+def require_matches(split: ReidSplit, name: str) -> None:
+    """DataError unless some query's identity is in the gallery from another camera: the Market-1501 protocol
+    skips the other queries, and with none left nothing can be scored."""
+    seen: dict[int, set[int]] = {}
+    for it in split.gallery:
+        seen.setdefault(it.pid, set()).add(it.camid)
+    if not any(seen.get(q.pid, set()) - {q.camid} for q in split.query):
+        where = {k: split.folders.get(k, f"the {k} set") for k in ("query", "gallery")}
+        raise DataError(f"no query of {where['query']} (data set '{name}') has a match in {where['gallery']}: the "
+                        f"Market-1501 protocol needs the query's identity in the gallery seen by another camera; "
+                        f"check that the two folders are the data set's query and gallery")
 
 
 def combine_sources(splits: list[ReidSplit]) -> list[ReidItem]:
