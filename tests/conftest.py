@@ -57,14 +57,20 @@ def write_mvsec(folder: Path, name: str, seed: int) -> tuple[Path, Path]:
 NPY_H, NPY_W, NPY_T0 = 20, 30, 1504645177.0
 
 
-def make_event_window(n: int, seed: int, t_start: float) -> np.ndarray:
-    """``n`` random events (N, 4) t, x, y, p on the NPY_H × NPY_W sensor within 40 ms of ``t_start``, sorted by t."""
+def random_events(n: int, seed: int, height: int, width: int, t0: float = 0.0, span: float = 0.05) -> np.ndarray:
+    """``n`` random events (N, 4) float64 t, x, y, p (p in {0, 1}) on a ``height`` × ``width`` sensor within ``span``
+    seconds of ``t0``, sorted by t."""
     rng = np.random.default_rng(seed)
-    t = np.sort(t_start + rng.uniform(0.0, 0.04, size=n))
-    x = rng.integers(0, NPY_W, size=n)
-    y = rng.integers(0, NPY_H, size=n)
+    t = np.sort(t0 + rng.uniform(0.0, span, size=n))
+    x = rng.integers(0, width, size=n)
+    y = rng.integers(0, height, size=n)
     p = rng.integers(0, 2, size=n)
     return np.stack([t, x, y, p], axis=1).astype(np.float64)
+
+
+def make_event_window(n: int, seed: int, t_start: float) -> np.ndarray:
+    """``n`` random events on the NPY_H × NPY_W sensor within 40 ms of ``t_start``, sorted by t."""
+    return random_events(n, seed, NPY_H, NPY_W, t_start, span=0.04)
 
 
 def write_npy_windows(root: Path, counts: list[int]) -> tuple[Path, list[float], list[np.ndarray]]:

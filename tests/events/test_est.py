@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import random_events
 from torchrepro.core.errors import ConfigError, DataError
 from torchrepro.events.est import (
     EventSpikeTensor,
@@ -20,12 +21,7 @@ H, W, B = 6, 8, 5
 
 
 def random_window(n: int, seed: int, t0: float = 1.5e9) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.sort(t0 + rng.uniform(0.0, 0.05, size=n))
-    x = rng.integers(0, W, size=n)
-    y = rng.integers(0, H, size=n)
-    p = rng.integers(0, 2, size=n)
-    return np.stack([t, x, y, p], axis=1).astype(np.float64)
+    return random_events(n, seed, H, W, t0)
 
 
 def est_reference_loop(windows: list[np.ndarray], num_bins: int, height: int, width: int) -> np.ndarray:

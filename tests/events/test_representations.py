@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests import conftest
 from torchrepro.core.errors import DataError
 from torchrepro.events.representations import event_histogram, voxel_grid, voxel_grid_reference
 
@@ -13,12 +14,7 @@ H, W = 7, 9
 
 
 def random_events(n: int, seed: int, height: int = H, width: int = W, t0: float = 0.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.sort(t0 + rng.uniform(0.0, 0.05, size=n))
-    x = rng.integers(0, width, size=n)
-    y = rng.integers(0, height, size=n)
-    p = rng.integers(0, 2, size=n)
-    return np.stack([t, x, y, p], axis=1).astype(np.float64)
+    return conftest.random_events(n, seed, height, width, t0)
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["numba", "torch"])
