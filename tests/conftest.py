@@ -27,6 +27,13 @@ def write_csv_split(root: Path, n: int, seed: int = 0, size: int = 32, classes=(
     return root
 
 
+def write_csv_dataset(root: Path, n_train: int, n_val: int, n_test: int = 6) -> Path:
+    """A data root in the seed's CSV format with train/, val/ and test/ splits (seeds 1, 2, 3); returns ``root``."""
+    for split, n, seed in (("train", n_train, 1), ("val", n_val, 2), ("test", n_test, 3)):
+        write_csv_split(root / split, n, seed=seed)
+    return root
+
+
 def write_market(root: Path, layout: dict[str, list[str]], size: tuple[int, int] = (8, 16)) -> Path:
     """A re-ID data set in the Market-1501 layout: ``root/<folder>/<name>`` for every name of every folder of
     ``layout`` (``bounding_box_train``, ``query``, ``bounding_box_test``), each a black ``size`` (w, h) JPEG."""
@@ -87,9 +94,7 @@ def write_npy_windows(root: Path, counts: list[int]) -> tuple[Path, list[float],
 
 @pytest.fixture
 def csv_data(tmp_path: Path) -> Path:
-    """data root with train/ and val/ in the CSV format."""
+    """data root with train/, val/ and test/ in the CSV format."""
     root = tmp_path / "frames"
-    write_csv_split(root / "train", 24, seed=1)
-    write_csv_split(root / "val", 9, seed=2)
-    write_csv_split(root / "test", 6, seed=3)
+    write_csv_dataset(root, 24, 9)
     return root

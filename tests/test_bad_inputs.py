@@ -30,7 +30,7 @@ from tests.conftest import (
     NPY_T0,
     NPY_W,
     make_event_window,
-    write_csv_split,
+    write_csv_dataset,
     write_market,
     write_mvsec,
     write_npy_windows,
@@ -62,9 +62,7 @@ class Input:
 # ------------------------------------------------------------------------------------------------ families
 def _driving_data(tmp: Path) -> Path:
     data = tmp / "data"
-    write_csv_split(data / "train", 12, seed=1)
-    write_csv_split(data / "val", 6, seed=2)
-    write_csv_split(data / "test", 6, seed=3)
+    write_csv_dataset(data, 12, 6)
     return data
 
 

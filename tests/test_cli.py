@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import write_csv_split
+from tests.conftest import write_csv_dataset
 from tests.helpers import REPO, assert_one_line_error, cli, run_main, tiny_config
 from torchrepro.cli import main
 
@@ -45,9 +45,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 
 def _csv_data(tmp_path: Path) -> Path:
     data = tmp_path / "data"
-    write_csv_split(data / "train", 12, seed=1)
-    write_csv_split(data / "val", 6, seed=2)
-    write_csv_split(data / "test", 6, seed=3)
+    write_csv_dataset(data, 12, 6)
     return data
 
 
@@ -104,9 +102,7 @@ def test_data_command_names_a_missing_data_root(tmp_path, capsys):
 def test_resume_extends_a_finished_run_and_refuses_what_would_break_it(tmp_path, capsys):
     """`resume RUN_DIR trainer.max_epochs=N` continues a finished run for more epochs and records the new plan;
     an override that would change the continuation (optimiser, data, seed) is refused in one line, nothing run."""
-    write_csv_split(tmp_path / "data" / "train", 16, seed=1)
-    write_csv_split(tmp_path / "data" / "val", 6, seed=2)
-    write_csv_split(tmp_path / "data" / "test", 6, seed=3)
+    write_csv_dataset(tmp_path / "data", 16, 6)
     config = tiny_config(tmp_path, tmp_path / "data")
     run = tmp_path / "run"
     assert main(["train", str(config), f"run.dir={run}", "trainer.max_epochs=1"]) == 0

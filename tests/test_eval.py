@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import write_csv_split
+from tests.conftest import write_csv_dataset
 from tests.helpers import tiny_config
 from torchrepro.cli import main
 
 
 def test_eval_of_last_checkpoint_matches_the_runs_final_validation(tmp_path, capsys):
     data = tmp_path / "data"
-    write_csv_split(data / "train", 16, seed=1)
-    write_csv_split(data / "val", 12, seed=2)
-    write_csv_split(data / "test", 6, seed=3)
+    write_csv_dataset(data, 16, 12)
     config = tiny_config(tmp_path, data)
     assert main([
         "train", str(config), f"run.dir={tmp_path / 'run'}", "trainer.max_epochs=2", "checkpoint.every_n_steps=0"]) == 0
@@ -36,9 +34,7 @@ def test_eval_writes_into_the_runs_eval_folder_records_the_checkpoint_and_copies
     import hashlib
 
     data = tmp_path / "data"
-    write_csv_split(data / "train", 16, seed=1)
-    write_csv_split(data / "val", 6, seed=2)
-    write_csv_split(data / "test", 6, seed=3)
+    write_csv_dataset(data, 16, 6)
     config = tiny_config(tmp_path, data)
     run = tmp_path / "run"
     assert main(["train", str(config), f"run.dir={run}", "trainer.max_epochs=1", "checkpoint.every_n_steps=0"]) == 0
@@ -67,9 +63,7 @@ def test_the_test_split_is_scored_once_with_best_ckpt_and_eval_split_test_reprod
     """Validation chooses best.ckpt; the held-out split is scored once, at the end, with that checkpoint; its
     figures are `test/…`; `eval --split test` on best.ckpt gives the same numbers; a missing split is one line."""
     data = tmp_path / "data"
-    write_csv_split(data / "train", 16, seed=1)
-    write_csv_split(data / "val", 9, seed=2)
-    write_csv_split(data / "test", 7, seed=3)
+    write_csv_dataset(data, 16, 9, n_test=7)
     config = tiny_config(tmp_path, data)
     run = tmp_path / "run"
     assert main(["train", str(config), f"run.dir={run}", "trainer.max_epochs=2", "checkpoint.every_n_steps=0"]) == 0

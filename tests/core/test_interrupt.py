@@ -7,15 +7,13 @@ import signal
 
 import torch
 
-from tests.conftest import write_csv_split
+from tests.conftest import write_csv_dataset
 from tests.helpers import ckpt_step, cli, cli_popen, tiny_config, wait_for_step
 
 
 def test_sigint_mid_epoch_saves_says_how_to_continue_and_resumes_exactly(tmp_path):
     data = tmp_path / "data"
-    write_csv_split(data / "train", 62, seed=1)  # 8 steps an epoch (batch 8), 3 epochs
-    write_csv_split(data / "val", 6, seed=2)
-    write_csv_split(data / "test", 6, seed=3)
+    write_csv_dataset(data, 62, 6)  # 8 steps an epoch (batch 8), 3 epochs
     config = tiny_config(tmp_path, data)
     reference = cli("train", config, f"run.dir={tmp_path / 'full'}")
     assert reference.returncode == 0, reference.stderr[-2000:]
