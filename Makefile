@@ -27,3 +27,10 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf .venv
+
+# Fashion-MNIST's original IDX files (configs/simclr_fashion_mnist.yaml reads them from
+# /usr/share/datasets/fashion-mnist/), from Debian's dataset-fashion-mnist; installed only when missing.
+.PHONY: fashion-mnist
+fashion-mnist:
+	test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz || \
+		{ apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }

@@ -13,6 +13,7 @@ file (an image that no step of a tiny run would reach, the EST representation's 
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -36,6 +37,7 @@ from tests.conftest import (
     write_npy_windows,
 )
 from tests.helpers import REPO, assert_one_line_error, run_main, tiny_config
+from tests.simclr.fixtures import idx_bytes, write_cifar10, write_fashion_mnist, write_image_folder
 
 ROOT = os.geteuid() == 0  # permission bits do not stop root: a file where a folder should be fails for everyone
 
@@ -203,6 +205,45 @@ def vpr_npy(tmp: Path) -> Input:
         paths[f"{split}_events"] = folder
         paths[f"{split}_poses"] = _write_positions(tmp / split / "positions.txt", stamps)
     return _vpr(tmp, paths, f"source: npy, sensor_height: {NPY_H}, sensor_width: {NPY_W}, min_events: 10", "train")
+
+
+#: SimCLR at 16 px with a 4-channel-wide ResNet-18, one step (then the validation and test splits are scored once)
+SIMCLR_TINY = ["data.val_size=10", "data.val_bank=null", "data.batch_size=8", "data.eval_batch_size=64",
+               "data.image_size=16", "model.width=4", "model.proj_hidden=16", "model.proj_dim=8", "model.knn_k=10",
+               "model.linear_steps=5", "trainer.max_steps=1", "trainer.validate_before_fit=false",
+               "trainer.progress_bar=false", "checkpoint.every_n_steps=0", "trainer.log_every_n_steps=1"]
+
+
+def _simclr(tmp: Path, source: str, data: Path) -> Input:
+    """configs/simclr_fashion_mnist.yaml with ``data.source`` and ``data.root`` set, at :data:`SIMCLR_TINY`."""
+    inp = Input(tmp, [], tmp / "simclr.yaml", data)
+    inp.base.write_text(f"base: {REPO / 'configs' / 'simclr_fashion_mnist.yaml'}\ndata: {{source: {source}, root: {data}}}\n")
+    inp.write_config()
+    inp.cmd = ["train", str(inp.config), *SIMCLR_TINY, f"run.dir={tmp / 'runs' / 'run'}"]
+    return inp
+
+
+def simclr_idx(tmp: Path) -> Input:
+    """SimCLR on Fashion-MNIST's IDX files (gzipped; 60 training and 20 test images)."""
+    return _simclr(tmp, "fashion_mnist", write_fashion_mnist(tmp / "fmnist", 60, 20))
+
+
+def simclr_cifar(tmp: Path) -> Input:
+    """SimCLR on CIFAR-10 python batches (5 × 12 training and 20 test images)."""
+    return _simclr(tmp, "cifar10", write_cifar10(tmp / "cifar", per_batch=12, n_test=20))
+
+
+def simclr_imagefolder(tmp: Path) -> Input:
+    """SimCLR on an ImageFolder tree (2 classes × 12 training images, 2 × 4 test images)."""
+    return _simclr(tmp, "imagefolder", write_image_folder(tmp / "folders", per_class=12, n_test=4))
+
+
+def _idx(name: str) -> Callable[[Input], Path]:
+    return lambda inp: inp.data / f"{name}.gz"
+
+
+def _gz_idx(array: np.ndarray) -> bytes:
+    return gzip.compress(idx_bytes(array))
 
 
 @pytest.fixture(scope="module")
@@ -487,6 +528,24 @@ CASES = [
           "train/windows/", "outside the sensor"),
     _case("npy_positions_malformed", vpr_npy, _rewrite(lambda inp: inp.extra["val_poses"], b"x y t\n1 2\n"),
           "val/positions.txt", "line 2", "expected 3 (x, y, t)"),
+    # --- SimCLR: Fashion-MNIST IDX files, CIFAR-10 python batches, ImageFolder
+    _case("idx_wrong_magic", simclr_idx, _rewrite(_idx("train-labels-idx1-ubyte"), _gz_idx(np.zeros((60, 2, 2), np.uint8))),
+          "fmnist/train-labels-idx1-ubyte.gz' has magic number 0x00000803, expected 0x00000801"),
+    _case("idx_truncated", simclr_idx,
+          _rewrite(_idx("t10k-images-idx3-ubyte"), lambda gz: gzip.compress(gzip.decompress(gz)[:-100])),
+          "fmnist/t10k-images-idx3-ubyte.gz' is truncated"),
+    _case("idx_counts_differ", simclr_idx, _rewrite(_idx("train-labels-idx1-ubyte"), _gz_idx(np.zeros(59, np.uint8))),
+          "train-images-idx3-ubyte.gz' holds 60 images but", "train-labels-idx1-ubyte.gz' 59 labels"),
+    _case("fashion_mnist_not_installed", simclr_idx, _setting("data: {root: /no/such/fashion-mnist}\n"),
+          "/no/such/fashion-mnist", "apt-get install dataset-fashion-mnist", "data.root"),
+    _case("cifar_batch_missing", simclr_cifar,
+          _move_away(lambda inp: inp.data / "cifar-10-batches-py" / "data_batch_3"), "data_batch_3' is missing"),
+    _case("imagefolder_one_class", simclr_imagefolder, _move_away(lambda inp: inp.data / "train" / "dog"),
+          "folders/train' has 1 class folder ['cat']", "at least two classes"),
+    _case("simclr_temperature_not_positive", simclr_idx, _setting("model: {temperature: 0}\n"),
+          "'model.temperature' must be > 0"),
+    _case("simclr_batch_of_one", simclr_idx, _argument("data.batch_size=8", "data.batch_size=1"),
+          "'data.batch_size' must be >= 2", "no negatives"),
     # --- checkpoints and runs
     _case("eval_file_not_a_checkpoint", _eval_input,
           _rewrite(lambda inp: inp.tmp / "model.ckpt", b"this is not a checkpoint"),

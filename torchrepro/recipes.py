@@ -8,3 +8,4 @@ builds the recipe.
 import torchrepro.driving.config  # noqa: F401  (registers "driving")
 import torchrepro.place_recognition.config  # noqa: F401  (registers "vpr_event")
 import torchrepro.reid.config  # noqa: F401  (registers "reid" and the reid-ablation / reid-textures tools)
+import torchrepro.simclr.config  # noqa: F401  (registers "simclr")

@@ -120,7 +120,7 @@ def test_shared_blocks_are_not_recipes():
     ("trainr.max_epochs=3", "unknown config key 'trainr': did you mean 'trainer'?"),
     ("data.bach_size=3", "did you mean 'data.batch_size'?"),
     ("optim.lr=fast", "config key 'optim.lr' expects float, got 'fast' (str)"),
-    ("optim.name=rmsprop", "config key 'optim.name' must be one of 'sgd' | 'adam' | 'adamw', got 'rmsprop'"),
+    ("optim.name=rmsprop", "config key 'optim.name' must be one of 'sgd' | 'adam' | 'adamw' | 'lars', got 'rmsprop'"),
     ("data.classes=left", "config key 'data.classes' expects list of str"),
     ("recipe=drivng", "unknown recipe 'drivng' in config key 'recipe': did you mean 'driving'?"),
     ("sched.name=multistep", "'sched.milestones' must list at least one milestone"),
@@ -169,6 +169,8 @@ def _existing_paths_for(path: Path, tmp_path: Path) -> list[str]:
     if raw["recipe"] == "reid":
         names = set(data.get("sources", [])) | set(data.get("targets", []))
         return [f"data.roots.{n}={tmp_path}" for n in sorted(names - {"synthetic"})]
+    if raw["recipe"] == "simclr":
+        return [f"data.root={tmp_path}"] if data.get("source") != "synthetic" else []
     raise AssertionError(f"{path}: no placeholder rule for recipe {raw['recipe']}")
 
 

@@ -61,15 +61,21 @@ class TrainerConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser. ``group_lr`` multiplies ``lr`` per named parameter group (e.g. backbone 0.1, head 1.0)."""
+    """Optimiser. ``group_lr`` multiplies ``lr`` per named parameter group (e.g. backbone 0.1, head 1.0).
 
-    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    ``lars``: SGD with momentum whose step of each weight tensor is scaled by ``trust_coefficient`` · ‖w‖ / ‖g‖
+    (You et al. 2017), biases and normalisation weights left out of the scaling and of the weight decay — SimCLR's
+    optimiser for batches of 1,024 and more (Chen et al., ICML 2020, §2.2).
+    """
+
+    name: Literal["sgd", "adam", "adamw", "lars"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     group_lr: dict[str, float] = field(default_factory=dict)
+    trust_coefficient: float = 0.001
 
     def check(self, where: str) -> None:
         if self.lr <= 0:

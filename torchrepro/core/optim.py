@@ -38,9 +38,53 @@ def param_groups(groups: dict[str, Iterable[nn.Parameter]], cfg: OptimConfig) ->
     return out
 
 
+class LARS(torch.optim.Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You et al., "Large Batch Training of Convolutional Networks", 2017), as
+    SimCLR uses it (Chen et al., ICML 2020, §2.2; the authors' TensorFlow ``LARSOptimizer``).
+
+    For each weight tensor w with gradient g: g ← g + λw, then g ← η·‖w‖/‖g‖ · g (the trust ratio; 1 when either
+    norm is 0), then SGD with momentum: v ← μv + g, w ← w − lr·v. Tensors of one dimension or less (biases, batch
+    norm weights) skip both the weight decay and the trust ratio (``exclude_1d``), as in the paper.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001, exclude_1d: bool = True) -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient,
+                        exclude_1d=exclude_1d)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201 - torch's signature
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if not (group["exclude_1d"] and p.ndim <= 1):
+                    g = g.add(p, alpha=group["weight_decay"])
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0),
+                                        group["trust_coefficient"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    g = g * trust
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.clone(g).detach()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
 def build_optimizer(groups: dict[str, Iterable[nn.Parameter]], cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD / Adam / AdamW over named parameter groups."""
+    """SGD / Adam / AdamW / LARS over named parameter groups."""
     pgroups = param_groups(groups, cfg)
+    if cfg.name == "lars":
+        return LARS(pgroups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                    trust_coefficient=cfg.trust_coefficient)
     if cfg.name == "sgd":
         return torch.optim.SGD(pgroups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     betas = (cfg.betas[0], cfg.betas[1])

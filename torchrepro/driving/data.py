@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
@@ -24,26 +24,8 @@ from torchrepro.core.config import Config
 from torchrepro.core.data import ResumableLoader, ResumableSampler, keyed_rng
 from torchrepro.core.errors import DataError
 from torchrepro.core.evaluation import eval_loader
+from torchrepro.core.images import IMAGE_EXTENSIONS, load_rgb  # noqa: F401  (re-exported: demo, tests)
 from torchrepro.driving.config import DrivingData
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def load_rgb(path: Path, check_only: bool = False) -> Image.Image | None:
-    """Open an image as RGB, or raise a DataError naming the file.
-
-    ``check_only``: decode the file without converting it (JPEGs at 1/8 scale, which still reads every byte:
-    a truncated file fails) and return None; what ``torchrepro data`` does for every image of every split."""
-    try:
-        with Image.open(path) as img:
-            if not check_only:
-                return img.convert("RGB")
-            img.draft(img.mode, (1, 1))  # JPEG: decode at the smallest scale; other formats: no-op
-            img.load()
-            return None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"image '{path}' cannot be read as an image ({type(err).__name__}): remove or replace the file") from None
-
 
 def find_image(folder: Path, name: str) -> Path | None:
     """The file ``folder/name.<ext>`` for a known image extension, if any."""

@@ -22,6 +22,12 @@ ResNet trunks (``resnet18``, ``resnet34``, ``resnet50``: conv1 … layer4, no po
   the first conv" transfer).
 * ``last_stride=1`` removes the down-sampling of ``layer4`` (Luo et al., "Bag of Tricks", CVPRW 2019, §4.2;
   SAN's encoder, Jin et al., AAAI 2020, §3.2), doubling the final map's height and width.
+* ``small_stem=True`` replaces the 7×7/2 conv1 and the 3×3/2 max-pool by one 3×3/1 conv, for 32-pixel images
+  (He et al., CVPR 2016, §4.2, CIFAR-10; SimCLR's CIFAR-10 encoder, Chen et al., ICML 2020, Appendix B.9): the final
+  map is then H/8 × W/8.
+* ``width`` scales the channels of every stage (64: torchvision's; 16 gives a quarter of the channels, about a
+  sixteenth of the multiply-adds): the output has ``8 * width`` channels (``32 * width`` for resnet50). For CPU
+  budgets. Pretrained weights need the torchvision width.
 """
 
 from __future__ import annotations
@@ -173,8 +179,34 @@ def _adapt_conv1(resnet: nn.Module, in_channels: int) -> None:
     resnet.conv1 = new
 
 
+def _rescale_width(resnet: nn.Module, width: int, zero_init_residual: bool) -> None:
+    """Rebuild conv1 … layer4 of a torchvision ResNet with ``width`` base channels (torchvision's initialisation)."""
+    from torch import nn
+
+    block = type(resnet.layer1[0])
+    resnet.inplanes = width
+    resnet.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    resnet.bn1 = nn.BatchNorm2d(width)
+    for i, name in enumerate(("layer1", "layer2", "layer3", "layer4")):
+        setattr(resnet, name, resnet._make_layer(block, width * 2**i, len(getattr(resnet, name)), stride=1 if i == 0 else 2))
+    for m in resnet.modules():  # torchvision's ResNet.__init__ initialisation, for the new layers
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+    if zero_init_residual:
+        from torchvision.models.resnet import BasicBlock, Bottleneck
+
+        for m in resnet.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.constant_(m.bn3.weight, 0)
+            elif isinstance(m, BasicBlock):
+                nn.init.constant_(m.bn2.weight, 0)
+
+
 def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int = 2, pretrained: str | None = None,
-                 zero_init_residual: bool = False) -> nn.Sequential:
+                 zero_init_residual: bool = False, small_stem: bool = False, width: int = 64) -> nn.Sequential:
     """conv1 … layer4 of a torchvision ResNet (no pooling, no fc): ``[N, C, H, W]`` → ``[N, 512|2048, H/32, W/32]``.
 
     ``last_stride=1`` gives ``H/16 × W/16``. Pretrained weights (a local torchvision state dict) are loaded before
@@ -190,16 +222,25 @@ def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int 
 
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
-    if in_channels < 1 or last_stride not in (1, 2):
-        raise ValueError(f"need in_channels >= 1 and last_stride in (1, 2), got {in_channels}, {last_stride}")
+    if in_channels < 1 or last_stride not in (1, 2) or width < 1:
+        raise ValueError(f"need in_channels >= 1, last_stride in (1, 2) and width >= 1, got {in_channels}, "
+                         f"{last_stride}, {width}")
     resnet = getattr(torchvision.models, arch)(weights=None, zero_init_residual=zero_init_residual)
+    if width != 64:
+        if pretrained:
+            raise ConfigError(f"pretrained weights '{pretrained}' are for torchvision's width 64, not {width}")
+        _rescale_width(resnet, width, zero_init_residual)
     if pretrained:
         load_local_weights(resnet, pretrained)
-    if in_channels != 3:
+    if small_stem:
+        resnet.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
+        resnet.maxpool = nn.Identity()
+    elif in_channels != 3:
         if pretrained:
             _adapt_conv1(resnet, in_channels)
         else:
-            resnet.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            resnet.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
     if last_stride == 1:
         block = resnet.layer4[0]
@@ -210,15 +251,15 @@ def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int 
         block.downsample[0].stride = (1, 1)
     trunk = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
                           resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
-    trunk.out_channels = _RESNET_CHANNELS[arch]
+    trunk.out_channels = _RESNET_CHANNELS[arch] * width // 64
     return trunk
 
 
 def _register_resnet(arch: str) -> None:
     def factory(in_channels: int = 3, last_stride: int = 2, pretrained: str | None = None,
-                zero_init_residual: bool = False) -> nn.Sequential:
+                zero_init_residual: bool = False, small_stem: bool = False, width: int = 64) -> nn.Sequential:
         return resnet_trunk(arch, in_channels=in_channels, last_stride=last_stride, pretrained=pretrained,
-                            zero_init_residual=zero_init_residual)
+                            zero_init_residual=zero_init_residual, small_stem=small_stem, width=width)
 
     factory.__name__ = factory.__qualname__ = arch
     factory.__doc__ = f"{arch} trunk (conv1 … layer4); see :func:`resnet_trunk`."
