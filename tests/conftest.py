@@ -98,3 +98,28 @@ def csv_data(tmp_path: Path) -> Path:
     root = tmp_path / "frames"
     write_csv_dataset(root, 24, 9)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """``tiny_runs(name) -> run directory``: a registered recipe's tiny run (:func:`tests.helpers.train_tiny_run`),
+    trained once per test session, on first use, and shared by the pytest-xdist workers (a file lock per recipe)."""
+    import fcntl
+    import shutil
+
+    from tests.helpers import train_tiny_run
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "tiny_runs"
+    root.mkdir(parents=True, exist_ok=True)
+
+    def get(name: str) -> Path:
+        run_dir = root / "runs" / name
+        with open(root / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (run_dir / "report.html").is_file():  # written last: the run is complete
+                shutil.rmtree(run_dir, ignore_errors=True)
+                train_tiny_run(name, root)
+        return run_dir
+
+    return get

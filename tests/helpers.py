@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 
@@ -87,3 +89,118 @@ def ckpt_step(path: Path) -> int:
         return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
     except Exception:  # noqa: BLE001 - absent or mid-rename: not there yet
         return -1
+
+
+def train_tiny_run(name: str, root: Path) -> Path:
+    """Train a registered recipe's tiny variant (its synthetic config, its ``tiny_overrides``, one epoch, weights-only
+    last.ckpt) in-process into ``root/runs/<name>``, every data folder of its ``data:`` block (``*_dir`` keys) under
+    ``root/data``; returns the run directory (with report.html, as after any ``train``)."""
+    import dataclasses
+
+    import torchrepro.recipes  # noqa: F401  (fills the registry)
+    from torchrepro.cli import main
+    from torchrepro.core import registry
+
+    recipe = registry.get_recipe(name)
+    folders = [f"data.{f.name}={root / 'data' / name / f.name}" for f in dataclasses.fields(recipe.data_schema)
+               if f.name.endswith("_dir")]
+    run_dir = root / "runs" / name
+    code = main(["train", str(REPO / recipe.synthetic_config), *recipe.tiny_overrides, *folders, "trainer.max_epochs=1",
+                 "trainer.progress_bar=false", "checkpoint.save_optimizer=false", f"run.dir={run_dir}"])
+    assert code == 0, f"the tiny '{name}' run failed"
+    return run_dir
+
+
+def _recipe_page(runs_dir: str, recipe: str) -> None:
+    """The script of :func:`page_app`: self-contained, as AppTest runs its source."""
+    from pathlib import Path
+
+    import torchrepro.recipes  # noqa: F401
+    from torchrepro.core import registry
+
+    registry.get_recipe(recipe).demo_page()(Path(runs_dir))
+
+
+def page_app(runs_dir: Path, recipe: str, timeout: float = 120):
+    """A recipe's live page of ``torchrepro serve`` under Streamlit's headless ``AppTest`` (not yet run)."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_function(_recipe_page, args=(str(runs_dir), recipe), default_timeout=timeout)
+
+
+def assert_no_exception(at) -> None:
+    """No exception reached Streamlit (it would show a traceback in the page)."""
+    assert not at.exception, [e.value for e in at.exception]
+
+
+# ------------------------------------------------------------------------------ the web demo in a real browser
+CHROMIUM = Path("/usr/bin/chromium")
+#: headless, and none of Chromium's background connections (the machine's closed network refuses them, slowly)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(runs_dir: Path, log: Path, timeout: float = 90, cwd: Path | None = None) -> Iterator[str]:
+    """``torchrepro serve RUNS_DIR --port <free>`` in a subprocess (its own session, working in ``cwd``) until it
+    answers; yields its URL and always stops it (SIGTERM, then SIGKILL), so no server outlives the block."""
+    import signal
+    import urllib.request
+
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "torchrepro.cli", "serve", str(runs_dir), "--port", str(port)],
+                                env=cli_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            assert proc.poll() is None, f"the server stopped (exit {proc.returncode}): {log.read_text()[-2000:]}"
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                assert time.time() < deadline, f"no answer from {url} in {timeout} s: {log.read_text()[-2000:]}"
+                time.sleep(0.3)
+        yield url
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium (``make browser``) driven by Playwright; nothing is downloaded."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def drawn(page: Any, timeout_ms: int = 90_000) -> None:
+    """Wait until a Playwright page's Streamlit script run has finished, its pictures are decoded and its charts
+    drawn (before a screenshot)."""
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout_ms)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=timeout_ms)
+    page.wait_for_function("Array.from(document.querySelectorAll('.vega-embed')).every(e => e.querySelector("
+                           "'canvas, svg'))", timeout=timeout_ms)
+    page.wait_for_timeout(500)  # the last paint

@@ -1,4 +1,4 @@
-"""``torchrepro`` command line: train, eval, resume, report, list, config, data, tool.
+"""``torchrepro`` command line: train, eval, resume, report, serve, list, config, data, tool.
 
 Every user mistake (bad YAML, unknown key, wrong type, missing path, corrupt file …) ends as one line on
 stderr and exit status 2; tracebacks are kept for bugs in torchrepro itself.
@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directories (or eval folders); two or more: a comparison page")
     p.add_argument("--out", type=Path, default=None,
                    help="where to write (default: RUN_DIR/report.html for one run, compare.html for several)")
+
+    p = sub.add_parser("serve", help="web demo (Streamlit): the runs and their reports, and a live page per recipe "
+                                     "that runs a checkpoint on a picture or a query")
+    p.add_argument("runs_dir", nargs="?", type=Path, default=Path("runs"), metavar="RUNS_DIR",
+                   help="the folder the runs are in (default: runs)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8501, help="port to listen on (default: 8501)")
 
     sub.add_parser("list", help="list the recipes with a one-line description")
 
@@ -124,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"tool {name:<15} {tool.description}")
     elif args.command == "report":
         _report(args.run_dirs, args.out)
+    elif args.command == "serve":
+        from torchrepro.core.serve import serve
+
+        serve(args.runs_dir, args.host, args.port)  # becomes the server: returns only by raising a UserError
     elif args.command == "tool":
         return registry.get_tool(args.tool_name).run(list(args.tool_args))
     elif args.command == "config":

@@ -394,6 +394,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def restore(cfg: Config, ckpt_path: Path) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    """The recipe's (LightningModule, LightningDataModule) for ``cfg`` with the weights of a checkpoint: what
+    ``torchrepro eval`` scores and ``torchrepro serve`` shows. The checkpoint is read (``weights_only``) before the
+    recipe is built, so a missing or corrupt file fails at once; a CheckpointError names the file, or what does not
+    fit when it holds another recipe's (or another config's) weights."""
+    ckpt = load_checkpoint(Path(ckpt_path))
+    module, datamodule = get_recipe(cfg.recipe).build(cfg)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint '{ckpt_path}' does not fit recipe '{cfg.recipe}' with this config "
+                              f"({_state_dict_mismatch(err)}): pass a checkpoint written by a '{cfg.recipe}' run "
+                              f"of this config") from None
+    return module, datamodule
+
+
 def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str], out: Path | None = None,
              split: str = "val") -> tuple[Path, dict[str, float]]:
     """``torchrepro eval``: load weights (weights_only) into the recipe's model and score the validation split
@@ -403,20 +419,14 @@ def evaluate(config_path: Path, ckpt_path: Path, overrides: list[str], out: Path
     checkpoint) with ``config.yaml``, ``metrics.json``, the recipe's plots and ``eval.json`` (the checkpoint's path
     and SHA-256, and the metrics). No weights are copied."""
     cfg = resolve_config(config_path, overrides)
-    ckpt = load_checkpoint(Path(ckpt_path))
     init_distributed(cfg)
     configure_rank_logging()
     recipe = get_recipe(cfg.recipe)
     pl.seed_everything(rank_seed(cfg.seed, global_rank()), workers=True, verbose=False)
-    module, datamodule = recipe.build(cfg)
+    module, datamodule = restore(cfg, Path(ckpt_path))
     if split == "test" and not getattr(datamodule, "has_test_split", False):
         raise ConfigError(f"recipe '{cfg.recipe}' with this config has no held-out test split: "
                           f"evaluate with --split val")
-    try:
-        module.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint '{ckpt_path}' does not fit recipe '{cfg.recipe}' with this config: "
-                              f"{_state_dict_mismatch(err)}") from None
     run_dir = agree_on_run_dir(cfg, eval_of=Path(ckpt_path), out=out)
     trainer = build_trainer(cfg, recipe, run_dir)
     run = trainer.test if split == "test" else trainer.validate

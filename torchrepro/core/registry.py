@@ -40,6 +40,9 @@ class Recipe:
     * ``report_figures``: the recipe's section of ``report.html`` (:mod:`torchrepro.core.report`): ``(file name,
       caption)`` of each PNG its artefact callbacks write into the run directory, in the order the report shows
       them. PNGs of the run directory not listed here follow them, under their file names.
+    * ``demo``: the module that defines the recipe's live page of ``torchrepro serve``, ``page(runs_dir: Path)``
+      (a Streamlit page, see :mod:`torchrepro.core.serve_app`), or None (no live page). Imported on first use,
+      like ``task``.
     """
 
     name: str
@@ -53,6 +56,7 @@ class Recipe:
     synthetic_config: str | None = None
     tiny_overrides: tuple[str, ...] = ()
     report_figures: tuple[tuple[str, str], ...] = ()
+    demo: str | None = None
     builder: Callable[[cfgmod.Config], tuple["pl.LightningModule", "pl.LightningDataModule"]] | None = None
 
     def __post_init__(self) -> None:
@@ -73,6 +77,10 @@ class Recipe:
             return []
         make = getattr(self._task(), "callbacks", None)
         return list(make(cfg)) if make is not None else []
+
+    def demo_page(self) -> Callable[[Path], None] | None:
+        """The recipe's live page ``page(runs_dir)`` of ``torchrepro serve`` (None: the recipe has none)."""
+        return None if self.demo is None else importlib.import_module(self.demo).page
 
 
 _RECIPES: dict[str, Recipe] = {}

@@ -89,6 +89,7 @@ RECIPE = register(Recipe(
     tiny_overrides=("data.synthetic_train=48", "data.synthetic_val=24", "data.synthetic_test=24",
                     "data.synthetic_size=32",
                     "data.image_size=32", "data.batch_size=8", "model.arch=resnet18", "trainer.max_epochs=2"),
+    demo="torchrepro.driving.demo",  # page(runs_dir): the live page of `torchrepro serve`
     report_figures=(  # written by torchrepro.driving.plots.DrivingPlots
         ("confusion_matrix.png", "Confusion matrix of the last validation: rows are the true direction, columns the "
                                  "predicted one; counts, coloured by the share of the row."),

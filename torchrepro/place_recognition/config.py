@@ -246,6 +246,7 @@ RECIPE = register(Recipe(
                     "data.synthetic_train_drives=2", "data.places_per_epoch=8", "data.batch_size=2",
                     "data.eval_batch_size=16", "data.mining_candidates=8", "data.n_negatives=2", "model.arch=resnet18",
                     "model.num_clusters=4", "model.netvlad_init_windows=8", "trainer.max_epochs=2"),
+    demo="torchrepro.place_recognition.demo",  # page(runs_dir): the live page of `torchrepro serve`
     report_figures=(  # written by torchrepro.place_recognition.plots.VPRPlots
         ("recall_curve.png", "recall@N of the last evaluation (a query counts when one of its N nearest database "
                              "windows lies within data.eval_m metres): the trained model against the non-learned "

@@ -23,7 +23,7 @@ from torchrepro.core.plots import plot_curves  # noqa: E402
 from torchrepro.core.rundir import METRICS_NAME  # noqa: E402
 from torchrepro.retrieval.recall import recall_curve  # noqa: E402
 
-__all__ = ["VPRPlots", "polarity_rgb", "save_recall_curve"]
+__all__ = ["VPRPlots", "polarity_rgb", "save_recall_curve", "window_picture"]
 
 
 def save_recall_curve(curves: dict[str, np.ndarray], out: Path, threshold_m: float) -> Path:
@@ -59,6 +59,17 @@ def polarity_rgb(grid: torch.Tensor | np.ndarray, representation: str) -> np.nda
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
+def window_picture(item: torch.Tensor | np.ndarray, data: Any) -> np.ndarray:
+    """An evaluation window as the figures show it: the polarity picture of its cached network input, or (the EST
+    representation reads raw events) of its events at the sensor's resolution. ``data``: the recipe's ``data:``
+    block (:class:`~torchrepro.place_recognition.config.VPRData`)."""
+    if data.representation != "est":
+        return polarity_rgb(item, data.representation)
+    from torchrepro.events.plots import polarity_image
+
+    return polarity_image(item, data.sensor_height, data.sensor_width)
+
+
 def _retrieval_examples(task: pl.LightningModule, split: Any, out: Path, n_queries: int = 8,
                         k: int = 5) -> Path | None:
     """The first ``k`` retrieved database windows of ``n_queries`` queries of the split ``task`` evaluated last
@@ -69,16 +80,8 @@ def _retrieval_examples(task: pl.LightningModule, split: Any, out: Path, n_queri
     d = task.cfg.data
     picks = np.linspace(0, len(topk) - 1, num=min(n_queries, len(topk))).round().astype(int)
     dist = np.linalg.norm(split.query_pos[picks, None, :] - split.db_pos[topk[picks]], axis=2)
-
-    def picture(item: torch.Tensor | np.ndarray) -> np.ndarray:
-        if d.representation != "est":
-            return polarity_rgb(item, d.representation)
-        from torchrepro.events.plots import polarity_image  # raw events: the sensor-resolution picture
-
-        return polarity_image(item, d.sensor_height, d.sensor_width)
-
-    queries = [picture(split.queries[i]) for i in picks]
-    retrieved = [[picture(split.database[j]) for j in topk[i]] for i in picks]
+    queries = [window_picture(split.queries[i], d) for i in picks]
+    retrieved = [[window_picture(split.database[j], d) for j in topk[i]] for i in picks]
     titles = [f"query {i}" for i in picks]
     return save_ranked_results(queries, retrieved, dist <= task.cfg.data.eval_m, out, query_titles=titles)
 

@@ -120,6 +120,7 @@ RECIPE = register(Recipe(
     synthetic_config="configs/reid_sim_bot.yaml",
     tiny_overrides=("data.synthetic_train_ids=10", "data.val_ids=2", "data.synthetic_test_ids=6", "data.height=64",
                     "data.width=32", "data.batch_size=8", "data.num_instances=4", "model.arch=resnet18", "trainer.max_epochs=2"),
+    demo="torchrepro.reid.demo",  # page(runs_dir): the live page of `torchrepro serve`
     report_figures=(  # written by torchrepro.reid.plots.ReidPlots
         ("ranked_results.png", "Eight queries of the last evaluation beside their ten nearest gallery images, after "
                                "removing the query identity's images from the query's own camera (Market-1501 "

@@ -40,17 +40,18 @@ def save_ranked(task: pl.LightningModule, dm: pl.LightningDataModule, out: Path,
     training) beside their top-``k`` gallery items after the protocol's same-pid-same-camera removal; green = same
     identity."""
     from torchrepro.retrieval.plots import save_ranked_results
+    from torchrepro.retrieval.rank import ranked_gallery
 
     if not task.last_eval:
         return None
     target = dm.splits[task.last_eval["split"]][0]
     dist = task.last_eval["results"][target.name]["distmat"]
+    g_pids, g_camids = np.array([g.pid for g in target.gallery]), np.array([g.camid for g in target.gallery])
     picks = np.linspace(0, len(target.query) - 1, num=min(n_queries, len(target.query))).round().astype(int)
     queries, retrieved, correct = [], [], []
     for i in picks:
         q = target.query[i]
-        valid = [j for j in np.argsort(dist[i], kind="stable")
-                 if not (target.gallery[j].pid == q.pid and target.gallery[j].camid == q.camid)][:k]
+        valid = ranked_gallery(dist[i], g_pids, g_camids, q.pid, q.camid, k)
         queries.append(_load(q.path))
         retrieved.append([_load(target.gallery[j].path) for j in valid])
         correct.append([target.gallery[j].pid == q.pid for j in valid])

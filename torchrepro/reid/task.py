@@ -124,18 +124,24 @@ class ReidTask(TaskModule):
         return {**metrics, **dm.colour_baseline(self.eval_split)}
 
 
+def feature_distances(q: torch.Tensor, g: torch.Tensor, distance: str) -> np.ndarray:
+    """``[Q, G]`` float64 squared Euclidean distances between query and gallery features, rows L2-normalised first
+    for ``distance="cosine"`` (``model.distance``)."""
+    if distance == "cosine":
+        q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
+    return torch.cdist(q, g).pow(2).numpy().astype(np.float64)
+
+
 def evaluate_target(feats: torch.Tensor, target: TargetSet, m: ReidModel) -> dict:
     """Distances between query and gallery features (Euclidean or cosine; optional k-reciprocal re-ranking)
     → CMC/mAP/mINP under the Market-1501 protocol (or CUHK03 single-gallery-shot)."""
     nq = len(target.query)
     q, g = feats[:nq], feats[nq:]
-    if m.distance == "cosine":
-        q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
-    dist = torch.cdist(q, g).pow(2).numpy().astype(np.float64)
+    dist = feature_distances(q, g, m.distance)
     if m.rerank:
         from torchrepro.retrieval.rerank import re_rank
 
-        dist = re_rank(dist, torch.cdist(q, q).pow(2).numpy(), torch.cdist(g, g).pow(2).numpy(), square=False)
+        dist = re_rank(dist, feature_distances(q, q, m.distance), feature_distances(g, g, m.distance), square=False)
     if m.cuhk03_single_shot:
         from torchrepro.retrieval.rank import evaluate_cuhk03_single_shot
 

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from torchrepro.core.errors import DataError
 
-__all__ = ["save_ranked_results", "GREEN", "RED", "GREY"]
+__all__ = ["framed", "save_ranked_results", "GREEN", "RED", "GREY"]
 
 GREEN = (0, 200, 0)  # correct retrieval
 RED = (230, 0, 0)  # wrong retrieval
@@ -47,6 +47,12 @@ def _tile(image: Image.Image, colour: tuple[int, int, int], height: int, border:
     tile = Image.new("RGB", (width + 2 * border, height + 2 * border), colour)
     tile.paste(image.resize((width, height), Image.Resampling.BILINEAR), (border, border))
     return tile
+
+
+def framed(image: np.ndarray, colour: tuple[int, int, int], height: int = 128, border: int = 4) -> np.ndarray:
+    """One tile of the figure as an array: the uint8 image resized to ``height`` (aspect ratio kept) inside a
+    ``border``-wide frame of ``colour`` (the web demo shows ranked results this way)."""
+    return np.asarray(_tile(_as_rgb(image, "image"), colour, height, border))
 
 
 def _row_width(tiles: list[Image.Image], margin: int, query_gap: int) -> int:

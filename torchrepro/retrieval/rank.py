@@ -23,9 +23,20 @@ import numpy as np
 
 from torchrepro.core.errors import DataError
 
-__all__ = ["evaluate_cuhk03_single_shot", "evaluate_market1501", "evaluate_market1501_loop"]
+__all__ = ["evaluate_cuhk03_single_shot", "evaluate_market1501", "evaluate_market1501_loop", "ranked_gallery"]
 
 _RANKS = (1, 5, 10, 20)
+
+
+def ranked_gallery(dist: np.ndarray, g_pids: np.ndarray, g_camids: np.ndarray, q_pid: int | None = None,
+                   q_camid: int | None = None, k: int = 10) -> np.ndarray:
+    """Indices of one query's ``k`` nearest gallery items (ascending ``dist``, ties in gallery order) after the
+    protocol's removal of the items with the query's person id *and* camera; nothing is removed for a query without
+    an identity (``q_pid`` None: a picture from elsewhere)."""
+    order = np.argsort(np.asarray(dist), kind="stable")
+    if q_pid is not None:
+        order = order[~((np.asarray(g_pids)[order] == q_pid) & (np.asarray(g_camids)[order] == q_camid))]
+    return order[:k]
 
 
 def _check_inputs(
