@@ -44,8 +44,9 @@ def _train(workdir: Path, name: str, *extra: str, config: str = "vpr_event_sim.y
                "model.last_stride=1", "data.denoise_s=0.01", "data.augment_erase=0.5", "data.augment_drop=0.2",
                "data.augment_lateral=0.2"],
      "vpr_event_sim.yaml"),
-    # the shipped config (place batches, Multi-Similarity loss) on the 2-channel histogram
-    ("histogram", ["data.representation=histogram"], "vpr_event_sim.yaml"),
+    # the shipped config (place batches, Multi-Similarity loss) on the 2-channel histogram, two validation drives
+    ("histogram", ["data.representation=histogram", "data.synthetic_val_drives=2", "data.synthetic_val_candidates=3"],
+     "vpr_event_sim.yaml"),
     ("est", ["data.mining=random", "data.train_protocol=split"], "vpr_event_sim_est.yaml"),  # the seed's protocol
 ])
 def test_recipe_runs_end_to_end(workdir, representation, extra, config):
@@ -68,6 +69,8 @@ def test_recipe_runs_end_to_end(workdir, representation, extra, config):
     assert f"representation: {representation}" in (run / "config.yaml").read_text()
     if config == "vpr_event_sim.yaml":
         assert "drive1_data.hdf5+drive3_data.hdf5+drive4_data.hdf5" in res.stderr + res.stdout  # anchors: extra drives
+    if representation == "histogram":  # the validation queries pool both validation drives
+        assert "val (drive_val_data.hdf5+drive_val2_data.hdf5)" in res.stderr + res.stdout
 
 
 def test_mvsec_config_parses_and_runs_on_fixture_files(workdir):

@@ -173,6 +173,45 @@ def test_the_validation_drive_is_its_own_and_the_same_whatever_the_training_driv
         synthetic.EventDriveParams(drives=(DRIVE1, DRIVE2, val, val)).validate()
 
 
+def test_distance_from_map_counts_each_factor_by_its_range():
+    """Hand-made cases: the map itself is at 0; a lane 2.6 m away (the whole lane range) adds 1; a camera
+    re-mounted 2.5 deg right adds 0.5 (range ±2.5); factors add up."""
+    assert synthetic.distance_from_map(DRIVE1) == 0.0
+    moved = dataclasses.replace(DRIVE1, lane_y_m=DRIVE1.lane_y_m - 2.6)
+    assert synthetic.distance_from_map(moved) == pytest.approx(1.0)
+    both = dataclasses.replace(moved, yaw_offset_deg=2.5)
+    assert synthetic.distance_from_map(both) == pytest.approx(1.5)
+
+
+def test_validation_drives_keep_the_draw_least_like_the_map():
+    """``candidates`` draws per validation drive from the training ranges, the farthest from drive1 kept (checked
+    against the draws made here stream by stream); drives have their own names and streams; k=0, one candidate is
+    the single validation drive of earlier versions."""
+    assert validation_drive_spec(0, 0, 1) == validation_drive_spec(0)
+    first, second = synthetic.validation_drive_specs(0, drives=2, candidates=6)
+    assert (first.name, second.name) == ("drive_val", "drive_val2")
+    for k, spec in enumerate((first, second)):
+        streams = [synthetic.VALIDATION_STREAM + k * synthetic.MAX_CANDIDATES + j for j in range(6)]
+        distances = [synthetic.distance_from_map(random_drive_spec(0, s)) for s in streams]
+        assert spec.stream_index == streams[int(np.argmax(distances))]
+        assert synthetic.distance_from_map(spec) == max(distances) > min(distances)
+    assert synthetic.distance_from_map(first) > synthetic.distance_from_map(validation_drive_spec(0))
+    with pytest.raises(ConfigError, match="candidates"):
+        validation_drive_spec(0, 0, 17)
+
+
+def test_training_drives_drawn_least_like_the_map_keep_their_names():
+    """One candidate: the random training drive of earlier versions. Several: drive{k+3} is the farthest draw from
+    drive1 of its own streams (checked draw by draw), none of them a validation drive's."""
+    assert synthetic.training_drive_spec(0, 1) == random_drive_spec(0, 3)
+    spec = synthetic.training_drive_spec(0, 1, candidates=5)
+    streams = [synthetic.TRAINING_CANDIDATE_STREAM + synthetic.MAX_CANDIDATES + j for j in range(5)]
+    distances = [synthetic.distance_from_map(random_drive_spec(0, s)) for s in streams]
+    assert spec.name == "drive4" and spec.stream_index == streams[int(np.argmax(distances))]
+    validation = synthetic.validation_drive_specs(0, drives=3, candidates=16)
+    assert spec.stream_index not in {v.stream_index for v in validation}
+
+
 def test_random_drive_specs_are_seeded_varied_and_valid():
     specs = [random_drive_spec(0, i) for i in range(2, 8)]
     assert specs[0] == random_drive_spec(0, 2) and specs[0] != random_drive_spec(1, 2)

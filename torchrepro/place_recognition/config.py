@@ -36,11 +36,11 @@ class VPRData:
     """Where the event windows come from and how they become training tuples.
 
     ``source``: ``synthetic`` (the simulated event drive, written in the MVSEC layout and read back through
-    the MVSEC reader; drive1 trains, drive_val validates, drive2 is the held-out test traversal), ``mvsec``
+    the MVSEC reader; drive1 trains, drive_val (and drive_val2, … with ``synthetic_val_drives``) validates, drive2 is the held-out test traversal), ``mvsec``
     (``*_events`` = a ``*_data.hdf5``, ``*_poses`` = its ``*_gt.hdf5``) or ``npy`` (``*_events`` = a folder of
     ``<timestamp>.npy`` windows, ``*_poses`` = a positions file of rows x, y, t).
 
-    Splits: the validation recording (``val_events``/``val_poses``; the simulated ``drive_val``) is evaluated
+    Splits: the validation recording (``val_events``/``val_poses``; the simulated validation drives, pooled) is evaluated
     every epoch and chooses the best checkpoint; the test recording (``test_events``/``test_poses``; drive2) is
     scored once, with that checkpoint, when training ends. Both use ``eval_protocol``.
 
@@ -66,6 +66,11 @@ class VPRData:
     synthetic_dir: str = "data/synthetic/event_drive"
     synthetic_route_m: float = 600.0
     synthetic_train_drives: int = 2  # extra training drives (randomised conditions) for train_protocol=cross
+    synthetic_train_candidates: int = 1  # >1: each extra training drive is the draw least like drive1 of this many
+    # validation drives (their queries pooled into one validation split) and, for each, how many drives are drawn
+    # from the ranges to keep the one least like drive1 (see place_recognition.drive.validation_drive_spec)
+    synthetic_val_drives: int = 1
+    synthetic_val_candidates: int = 1
     train_events: str | None = None
     train_poses: str | None = None
     train_protocol: Literal["split", "cross"] = "split"
@@ -165,6 +170,12 @@ class VPRData:
             raise ConfigError(f"{where}.anchors_per_epoch must be >= 1 or null, got {self.anchors_per_epoch}")
         if not 0 <= self.synthetic_train_drives <= 6:
             raise ConfigError(f"{where}.synthetic_train_drives must be in [0, 6], got {self.synthetic_train_drives}")
+        if not 1 <= self.synthetic_val_drives <= 3:
+            raise ConfigError(f"{where}.synthetic_val_drives must be in [1, 3], got {self.synthetic_val_drives}")
+        for key in ("synthetic_train_candidates", "synthetic_val_candidates"):
+            if not 1 <= getattr(self, key) <= 16:
+                raise ConfigError(f"{where}.{key} must be in [1, 16] (drives drawn to keep the one least like "
+                                  f"drive1), got {getattr(self, key)}")
         for key in ("events_per_window", "num_bins", "input_size", "n_negatives", "batch_size", "eval_batch_size",
                     "mining_candidates", "mining_refresh_epochs", "sensor_height", "sensor_width"):
             if getattr(self, key) < 1:

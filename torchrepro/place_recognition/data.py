@@ -99,15 +99,18 @@ class VPRDataModule(pl.LightningDataModule):
             DRIVE1,
             DRIVE2,
             generate_event_drive,
-            random_drive_spec,
-            validation_drive_spec,
+            training_drive_spec,
+            validation_drive_specs,
         )
 
         d = self.d
         extra = d.synthetic_train_drives if d.train_protocol == "cross" else 0
-        drives = (DRIVE1, DRIVE2, *(random_drive_spec(self.cfg.seed, 2 + k) for k in range(extra)),
-                  validation_drive_spec(self.cfg.seed))
-        root = Path(d.synthetic_dir) / f"seed{self.cfg.seed}-route{d.synthetic_route_m:g}-drives{len(drives) - 1}-val"
+        drives = (DRIVE1, DRIVE2, *(training_drive_spec(self.cfg.seed, k, d.synthetic_train_candidates)
+                                    for k in range(extra)),
+                  *validation_drive_specs(self.cfg.seed, d.synthetic_val_drives, d.synthetic_val_candidates))
+        name = (f"seed{self.cfg.seed}-route{d.synthetic_route_m:g}-train{extra}of{d.synthetic_train_candidates}"
+                f"-val{d.synthetic_val_drives}of{d.synthetic_val_candidates}")
+        root = Path(d.synthetic_dir) / name
         return generate_event_drive(root, seed=self.cfg.seed, route_length_m=d.synthetic_route_m,
                                     height=d.sensor_height, width=d.sensor_width, drives=drives)
 
@@ -129,9 +132,12 @@ class VPRDataModule(pl.LightningDataModule):
         if d.source == "synthetic":
             paths = self._synthetic_paths()
             train = self._traversal(*paths["drive1"])
-            extra = [name for name in paths if name not in ("drive1", "drive2", "drive_val")]
+            val_names = [name for name in paths if name.startswith("drive_val")]
+            extra = [name for name in paths if name not in ("drive1", "drive2", *val_names)]
             train_queries = [self._traversal(*paths[name]) for name in extra] if cross_train else []
-            evaluated = {"val": self._traversal(*paths["drive_val"]), "test": self._traversal(*paths["drive2"])}
+            val = [self._traversal(*paths[name]) for name in val_names]  # several: their queries pooled
+            evaluated = {"val": val[0] if len(val) == 1 else ConcatTraversal(val),
+                         "test": self._traversal(*paths["drive2"])}
             return train, train_queries, evaluated, train if d.eval_protocol == "cross" else None
         train = self._traversal(d.train_events, d.train_poses)
         train_queries = ([self._traversal(e, p) for e, p in zip(d.train_query_events, d.train_query_poses)]

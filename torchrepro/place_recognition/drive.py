@@ -39,9 +39,14 @@ log = logging.getLogger(__name__)
 #: Bump when the generator's output changes, so stale generations are not reused.
 GENERATOR_VERSION = 1
 STAMP_NAME = "event_drive.json"
-MAX_DRIVES = 9  # drive1, drive2, up to six extra training drives, the validation drive
-#: The stream index of the validation drive (:func:`validation_drive_spec`): beyond every training drive's index
+MAX_DRIVES = 11  # drive1, drive2, up to six extra training drives, up to three validation drives
+#: The stream index of the first validation drive (:func:`validation_drive_spec`): beyond every training drive's
 VALIDATION_STREAM = 100
+#: The first stream of the candidates of extra training drives drawn least like the map (:func:`training_drive_spec`)
+TRAINING_CANDIDATE_STREAM = 200
+#: Drive ``k``'s candidates use the streams ``first + k * MAX_CANDIDATES + j`` (``j < MAX_CANDIDATES``)
+MAX_CANDIDATES = 16
+MAX_VALIDATION_DRIVES = 3
 
 Rng = np.random.Generator
 
@@ -146,14 +151,73 @@ def random_drive_spec(seed: int, index: int) -> DriveSpec:
     return dataclasses.replace(spec, lane_y_m=lane, lane_drift_m=lane_drift, light_drift=u(0.5, 1.0))
 
 
-def validation_drive_spec(seed: int) -> DriveSpec:
-    """The *validation* recording ``drive_val``: conditions drawn from the same a-priori ranges as the extra
-    training drives (:func:`random_drive_spec`), from a stream of its own (:data:`VALIDATION_STREAM`), so it is
-    neither a training drive nor drive2 (the test drive, whose conditions are fixed and never used to choose
-    anything). Its path, lighting drift and sensor noise also use that stream: the validation drive is the same
-    whatever number of training drives a config generates, so validation figures compare across configs."""
-    spec = random_drive_spec(seed, VALIDATION_STREAM)
-    return dataclasses.replace(spec, name="drive_val", stream_index=VALIDATION_STREAM)
+#: The factors by which a drawn drive is compared with the map (drive1), each divided by the width of its
+#: a-priori range in :func:`random_drive_spec`, so every factor counts alike (:func:`distance_from_map`).
+CONDITION_RANGES: dict[str, float] = {
+    "lane_y_m": 2.6, "yaw_offset_deg": 5.0, "pitch_offset_deg": 5.0, "speed_mps": 5.0, "gain": 1.0,
+    "gamma": 0.45, "sky": 0.25, "shade_left": 0.55, "shade_right": 0.55, "sun_shadow": 0.5, "shadow_reach": 0.5,
+    "contrast_threshold": 0.2, "threshold_sigma": 0.05, "noise_rate_hz": 0.28,
+}
+
+
+def distance_from_map(spec: DriveSpec, reference: DriveSpec = DRIVE1) -> float:
+    """How unlike the map recording a drive is: the sum over :data:`CONDITION_RANGES` of each factor's difference
+    from ``reference`` divided by its range's width (0: the map's conditions; one factor at the far end of its
+    range adds up to 1)."""
+    return float(sum(abs(getattr(spec, key) - getattr(reference, key)) / width
+                     for key, width in CONDITION_RANGES.items()))
+
+
+def validation_drive_name(k: int) -> str:
+    """``drive_val``, ``drive_val2``, ``drive_val3``: the file stem of the ``k``-th (0-based) validation drive."""
+    return "drive_val" if k == 0 else f"drive_val{k + 1}"
+
+
+def least_like_map(seed: int, first_stream: int, candidates: int) -> tuple[DriveSpec, int]:
+    """Of ``candidates`` drives drawn from the training ranges (:func:`random_drive_spec`) on the streams
+    ``first_stream + j``, the one with the largest :func:`distance_from_map` (the first of equals), and its stream.
+
+    A drive drawn uniformly rarely combines the changes that make a later recording hard (another lane *and* a
+    re-mounted camera *and* low sun); the most different of several draws does, which is what a place-recognition
+    map must survive (NetVLAD's Time Machine queries are taken months apart, Arandjelović et al., CVPR 2016, §4).
+    The choice looks only at the drawn conditions and drive1's, never at a recording's recall."""
+    if not 1 <= candidates <= MAX_CANDIDATES:
+        raise ConfigError(f"{candidates} candidates: need 1 to {MAX_CANDIDATES} drawn drives")
+    drawn = [(random_drive_spec(seed, stream), stream) for stream in range(first_stream, first_stream + candidates)]
+    return max(drawn, key=lambda pair: distance_from_map(pair[0]))
+
+
+def training_drive_spec(seed: int, k: int, candidates: int = 1) -> DriveSpec:
+    """The ``k``-th extra training drive (``drive{k+3}``): :func:`random_drive_spec` (``candidates`` 1), or the draw
+    least like the map of ``candidates`` (:func:`least_like_map`, on streams from :data:`TRAINING_CANDIDATE_STREAM`),
+    so that more training recordings combine the changes a later drive brings."""
+    if candidates == 1:
+        return random_drive_spec(seed, 2 + k)
+    spec, stream = least_like_map(seed, TRAINING_CANDIDATE_STREAM + k * MAX_CANDIDATES, candidates)
+    return dataclasses.replace(spec, name=drive_name(2 + k), stream_index=stream)
+
+
+def validation_drive_spec(seed: int, k: int = 0, candidates: int = 1) -> DriveSpec:
+    """The ``k``-th *validation* recording: conditions drawn from the same a-priori ranges as the extra training
+    drives (:func:`random_drive_spec`), on streams of their own (from :data:`VALIDATION_STREAM`), so it is neither
+    a training drive nor drive2 (the test drive, whose conditions are fixed and never used to choose anything).
+
+    ``candidates`` > 1: the draw least like the map of ``candidates`` (:func:`least_like_map`). One uniform draw
+    saturated (recall@1 near 1) and could not rank set-ups; the most different of several measures
+    generalisation to recordings unlike the map.
+
+    The drive's path, lighting drift and sensor noise use the chosen candidate's stream: the validation drives
+    are the same whatever number of training drives a config generates, so validation figures compare across
+    configs (and ``k=0, candidates=1`` is the single validation drive of earlier versions)."""
+    if not 0 <= k < MAX_VALIDATION_DRIVES:
+        raise ConfigError(f"validation drive {k}: need 0 <= k < {MAX_VALIDATION_DRIVES}")
+    spec, stream = least_like_map(seed, VALIDATION_STREAM + k * MAX_CANDIDATES, candidates)
+    return dataclasses.replace(spec, name=validation_drive_name(k), stream_index=stream)
+
+
+def validation_drive_specs(seed: int, drives: int = 1, candidates: int = 1) -> tuple[DriveSpec, ...]:
+    """The ``drives`` validation recordings of :func:`validation_drive_spec`."""
+    return tuple(validation_drive_spec(seed, k, candidates) for k in range(drives))
 
 
 @dataclass(frozen=True)
@@ -189,7 +253,7 @@ class EventDriveParams:
             raise ConfigError(f"camera_height_m must be in [0.3, 4] m, got {self.camera_height_m!r}")
         if not 2 <= len(self.drives) <= MAX_DRIVES:
             raise ConfigError(f"drives must hold 2 to {MAX_DRIVES} DriveSpec (drive1, drive2, extra training "
-                              f"drives, the validation drive), got {len(self.drives)}")
+                              f"drives, validation drives), got {len(self.drives)}")
         names = [d.name for d in self.drives]
         if len(set(names)) != len(names):
             raise ConfigError(f"drive names must be unique (they name the files), got {names}")

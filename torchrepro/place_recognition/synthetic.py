@@ -23,8 +23,9 @@ mismatch (sigma 0.03 vs 0.06) and background noise (0.05 vs 0.2 Hz per pixel).
 Extra *training* traversals (drive3, drive4, …; :func:`random_drive_spec`) draw every one of these factors at
 random from broad ranges fixed a priori; ``data.train_protocol: cross`` uses their windows as anchors against
 drive1 (domain randomisation + NetVLAD's Time Machine supervision). drive2 stays the held-out traversal.
-The validation traversal ``drive_val`` (:func:`validation_drive_spec`) draws its conditions from the same ranges
-but a stream of its own: it is evaluated every epoch and chooses the checkpoint; drive2 is scored once.
+The validation traversals ``drive_val``, ``drive_val2``, … (:func:`validation_drive_spec`) draw their conditions from
+the same ranges but streams of their own (optionally the draw least like drive1 of several): they are evaluated
+every epoch and choose the checkpoint; drive2 is scored once.
 Drives are simulated in parallel processes; each one's randomness comes from streams of its own index.
 
 Measured at the defaults (seed 0, 600 m, one core): street 1.3 s, drive1 12.9 s, drive2 13.7 s, 28 s in all;
@@ -40,11 +41,16 @@ from torchrepro.place_recognition.drive import (
     DRIVE1,
     DRIVE2,
     GENERATOR_VERSION,
+    MAX_CANDIDATES,
     MAX_DRIVES,
     RANDOM_LIGHT,
     STAMP_NAME,
+    TRAINING_CANDIDATE_STREAM,
     VALIDATION_STREAM,
     DriveSpec,
+    distance_from_map,
+    least_like_map,
+    training_drive_spec,
     EventDriveParams,
     drive_name,
     drive_trajectory,
@@ -52,7 +58,9 @@ from torchrepro.place_recognition.drive import (
     lighting_along,
     random_drive_spec,
     simulate_drive,
+    validation_drive_name,
     validation_drive_spec,
+    validation_drive_specs,
 )
 from torchrepro.place_recognition.render import CameraPose, Lighting, Renderer
 from torchrepro.place_recognition.street import ROAD_HALF_M, Facade, Objects, Street, build_street, sun_shadow_map
@@ -61,10 +69,12 @@ __all__ = [
     "DRIVE1",
     "DRIVE2",
     "GENERATOR_VERSION",
+    "MAX_CANDIDATES",
     "MAX_DRIVES",
     "RANDOM_LIGHT",
     "ROAD_HALF_M",
     "STAMP_NAME",
+    "TRAINING_CANDIDATE_STREAM",
     "VALIDATION_STREAM",
     "CameraPose",
     "DriveSpec",
@@ -75,6 +85,9 @@ __all__ = [
     "Renderer",
     "Street",
     "build_street",
+    "distance_from_map",
+    "least_like_map",
+    "training_drive_spec",
     "drive_name",
     "drive_trajectory",
     "generate_event_drive",
@@ -82,5 +95,7 @@ __all__ = [
     "random_drive_spec",
     "simulate_drive",
     "sun_shadow_map",
+    "validation_drive_name",
     "validation_drive_spec",
+    "validation_drive_specs",
 ]
