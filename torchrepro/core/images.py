@@ -23,5 +23,7 @@ def load_rgb(path: Path, check_only: bool = False) -> Image.Image | None:
             img.draft(img.mode, (1, 1))  # JPEG: decode at the smallest scale; other formats: no-op
             img.load()
             return None
+    except FileNotFoundError:
+        raise DataError(f"image '{path}' is missing: the data set folder is incomplete") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"image '{path}' cannot be read as an image ({type(err).__name__}): remove or replace the file") from None

@@ -32,6 +32,7 @@ from torchrepro.core.data import ResumableLoader
 from torchrepro.core.distributed import rank_zero_first
 from torchrepro.core.errors import DataError
 from torchrepro.core.evaluation import eval_loader
+from torchrepro.core.images import load_rgb
 from torchrepro.core.seeding import derive_seed
 from torchrepro.reid.config import ReidData, uses_decoder
 from torchrepro.retrieval.rank import evaluate_market1501
@@ -73,22 +74,6 @@ def build_transforms(height: int, width: int, train: bool, flip: float = 0.5, pa
     return v2.Compose(ops)
 
 
-def _open_rgb(path: Path, check_only: bool = False) -> Image.Image | None:
-    """An image as RGB, or a DataError naming the file. ``check_only``: decode it without converting (JPEGs at
-    1/8 scale, which still reads every byte: a truncated file fails) and return None (``torchrepro data``)."""
-    try:
-        with Image.open(path) as img:
-            if not check_only:
-                return img.convert("RGB")
-            img.draft(img.mode, (1, 1))  # JPEG: decode at the smallest scale; other formats: no-op
-            img.load()
-            return None
-    except FileNotFoundError:
-        raise DataError(f"image {path} is missing; the data set folder is incomplete") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"image {path} cannot be read ({err}); remove or replace the file") from None
-
-
 class ReidImageDataset(Dataset):
     """``(image, pid, camid, index[, texture])`` items; ``texture_roots`` (the data set root of every item, see
     :func:`texture_path`) set → textures are loaded too.
@@ -114,7 +99,7 @@ class ReidImageDataset(Dataset):
                 f"texture {path} for image {item.path} is missing, and the reconstruction loss needs it; "
                 f"write pseudo textures with `torchrepro reid-textures` or set model.recon_weight=0"
             )
-        img = _open_rgb(path).resize(self.texture_size[::-1], Image.BILINEAR)
+        img = load_rgb(path).resize(self.texture_size[::-1], Image.BILINEAR)
         tex = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return (tex - 0.5) / 0.5
 
@@ -123,10 +108,10 @@ class ReidImageDataset(Dataset):
             epoch, slot, index = key
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(derive_seed(self.seed, "reid-aug", epoch, slot))
-                image = self.transform(_open_rgb(self.items[index].path))
+                image = self.transform(load_rgb(self.items[index].path))
         else:
             index = int(key)
-            image = self.transform(_open_rgb(self.items[index].path))
+            image = self.transform(load_rgb(self.items[index].path))
         item = self.items[index]
         out = (image, item.pid, item.camid, index)
         return out + (self._texture(index),) if self.texture_roots is not None else out
@@ -244,10 +229,10 @@ class ReidDataModule(pl.LightningDataModule):
         named now rather than when a batch or the evaluation reaches it."""
         for dataset in [self.train_set, *(ds for sets in self.eval_sets.values() for ds in sets)]:
             for item in dataset.items:
-                _open_rgb(item.path, check_only=True)
+                load_rgb(item.path, check_only=True)
         roots = self.train_set.texture_roots
         for item, root in zip(self.train_set.items, roots or ()):
-            _open_rgb(texture_path(root, item.path), check_only=True)
+            load_rgb(texture_path(root, item.path), check_only=True)
 
     def colour_baseline(self, split: str) -> dict[str, float]:
         """The non-learned reference of ``split``'s sets (``baseline_colour_rank-1`` / ``_mAP``, prefixed by the set
@@ -284,7 +269,7 @@ def _colour_features(items: list[ReidItem], height: int, width: int, chunk: int 
     (a real gallery of ~20,000 images would not fit in memory at once)."""
     from torchrepro.reid.baselines import colour_histogram_features
 
-    parts = [colour_histogram_features(np.stack([np.asarray(_open_rgb(it.path).resize((width, height)))
+    parts = [colour_histogram_features(np.stack([np.asarray(load_rgb(it.path).resize((width, height)))
                                                  for it in items[start:start + chunk]]))
              for start in range(0, len(items), chunk)]
     return np.concatenate(parts)
