@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,17 @@ def csv_data(tmp_path: Path) -> Path:
     root = tmp_path / "frames"
     write_csv_dataset(root, 24, 9)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's ``AppTest`` runs a page as ``__main__`` and leaves that module in ``sys.modules``; a process
+    started later in the same worker by ``spawn`` (the event-drive generator's pool) would then re-run the page's
+    script and die. Every test gets the real ``__main__`` back."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
