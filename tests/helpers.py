@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +14,19 @@ from typing import Any, Iterator
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def scratch_dir(request: Any, factory: Any, name: str) -> Iterator[Path]:
+    """A folder for a module-scoped fixture, removed once its tests are done unless a test has failed.
+
+    Each tiny run keeps its checkpoints (tens to hundreds of MB): kept until the session ends, the suite's runs
+    would fill a small disk (CI ran out of space once). pytest's own ``tmp_path_retention_policy = "failed"``
+    covers the per-test folders; a failure keeps everything for inspection."""
+    path = factory.mktemp(name)
+    yield path
+    if request.session.testsfailed == 0:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def tiny_config(tmp_path: Path, data_root: Path, **extra: str) -> Path:

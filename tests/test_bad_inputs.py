@@ -19,7 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import h5py
 import numpy as np
@@ -36,7 +36,7 @@ from tests.conftest import (
     write_mvsec,
     write_npy_windows,
 )
-from tests.helpers import REPO, assert_one_line_error, run_main, tiny_config
+from tests.helpers import REPO, assert_one_line_error, run_main, scratch_dir, tiny_config
 from tests.simclr.fixtures import idx_bytes, write_cifar10, write_fashion_mnist, write_image_folder
 
 ROOT = os.geteuid() == 0  # permission bits do not stop root: a file where a folder should be fails for everyone
@@ -247,11 +247,15 @@ def _gz_idx(array: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
+def trained(request, tmp_path_factory) -> Iterator[dict[str, Path]]:
     """A finished tiny driving run (ResNet18) and the checkpoint of another model (the same recipe with ResNet34)."""
+    with scratch_dir(request, tmp_path_factory, "trained") as tmp:
+        yield _trained_runs(tmp)
+
+
+def _trained_runs(tmp: Path) -> dict[str, Path]:
     from torchrepro.cli import main
 
-    tmp = tmp_path_factory.mktemp("trained")
     data = _driving_data(tmp)
     config = tiny_config(tmp, data)
     runs = {"run": tmp / "run", "other": tmp / "other"}

@@ -7,12 +7,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 
 from tests.conftest import write_mvsec
-from tests.helpers import REPO, cli, cli_env
+from tests.helpers import REPO, cli, cli_env, scratch_dir
 from torchrepro.core.errors import ConfigError
 from torchrepro.place_recognition.config import VPRData, VPRModel
 
@@ -27,8 +28,9 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("vpr")
+def workdir(request, tmp_path_factory) -> Iterator[Path]:
+    with scratch_dir(request, tmp_path_factory, "vpr") as path:
+        yield path
 
 
 def _train(workdir: Path, name: str, *extra: str, config: str = "vpr_event_sim.yaml"):

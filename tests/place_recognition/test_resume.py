@@ -10,7 +10,7 @@ import signal
 import pytest
 import torch
 
-from tests.helpers import REPO, ckpt_step, cli, cli_popen, wait_for_step
+from tests.helpers import REPO, ckpt_step, cli, cli_popen, scratch_dir, wait_for_step
 
 STEPS_PER_EPOCH = 4
 TOTAL_STEPS = 2 * STEPS_PER_EPOCH
@@ -19,7 +19,12 @@ TOTAL_STEPS = 2 * STEPS_PER_EPOCH
 @pytest.fixture(scope="module", params=["tuples"])
 def setup(request, tmp_path_factory):
     """An uninterrupted reference run."""
-    tmp = tmp_path_factory.mktemp(f"vpr_resume_{request.param}")
+    with scratch_dir(request, tmp_path_factory, f"vpr_resume_{request.param}") as tmp:
+        yield _reference_run(tmp, request.param)
+
+
+def _reference_run(tmp, batching: str):
+    """Train the tiny config for two epochs without interruption: (folder, config, its last checkpoint)."""
     lines = [
         f"base: {REPO / 'configs' / 'vpr_event_sim.yaml'}",
         "trainer: {max_epochs: 2, limit_train_batches: 4, progress_bar: false, log_every_n_steps: 1,"
@@ -28,7 +33,7 @@ def setup(request, tmp_path_factory):
         f"data: {{synthetic_dir: {tmp / 'drive'}, cache_dir: {tmp / 'cache'}, synthetic_route_m: 60,"
         " sensor_height: 48, sensor_width: 64, events_per_window: 400, min_events: 400, input_size: 32,"
         " n_negatives: 2, batch_size: 2, eval_batch_size: 16, mining: hard, mining_candidates: 8,"
-        f" train_protocol: cross, synthetic_train_drives: 1, batching: {request.param},"
+        f" train_protocol: cross, synthetic_train_drives: 1, batching: {batching},"
         " anchors_per_epoch: 8, places_per_epoch: 8,"  # a fresh subset of anchors / places per epoch
         " augment_lateral: 0.2, augment_erase: 0.5, augment_drop: 0.2}",  # every augmentation draw keyed by item
         "model: {arch: resnet18, num_clusters: 4, netvlad_init_windows: 8}",

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from tests.helpers import REPO, cli
+from tests.helpers import REPO, cli, scratch_dir
 
 TINY = [
     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.progress_bar=false",
@@ -21,8 +22,9 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("reid")
+def workdir(request, tmp_path_factory) -> Iterator[Path]:
+    with scratch_dir(request, tmp_path_factory, "reid") as path:
+        yield path
 
 
 def _train(workdir: Path, config: str, name: str, *extra: str):
