@@ -103,7 +103,7 @@ def main() -> None:
     mean, std = float(images.mean() / 255), float(images.std() / 255)
 
     torch.manual_seed(0)
-    net = SimCLRNet(m.arch, 1, m.small_stem, m.width, m.proj_hidden, m.proj_dim, m.proj_bn)
+    net = SimCLRNet(m.arch, 1, m.small_stem, m.width, m.proj_hidden, m.proj_dim, m.proj_bn, m.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def train_step(v1: torch.Tensor, v2: torch.Tensor) -> None:

@@ -45,3 +45,14 @@ def test_texture_pictures_are_clipped_not_wrapped():
     img = texture_to_uint8(t)
     assert img.dtype == np.uint8
     assert img[0, :, 0].tolist() == [0, 0, 128, 255, 255]  # the seed's cast would wrap 1.5 → 63
+
+
+def test_channels_last_trunk_computes_the_same_features_and_shares_checkpoints():
+    torch.manual_seed(0)
+    plain = ReidEncoder(5, "resnet18").eval()
+    nhwc = ReidEncoder(5, "resnet18", channels_last=True).eval()
+    nhwc.load_state_dict(plain.state_dict())
+    assert nhwc.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 32)
+    torch.testing.assert_close(nhwc.embed(x), plain.embed(x), atol=1e-4, rtol=1e-4)
+    ReidEncoder(5, "resnet18").load_state_dict(nhwc.state_dict())  # and back

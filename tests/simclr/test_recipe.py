@@ -72,6 +72,19 @@ def test_untrained_encoder_is_the_seeded_initialisation_and_not_saved():
     assert a.net.encoder.out_features == 32  # 8 × width for ResNet-18
 
 
+
+def test_channels_last_encoder_computes_the_same_features_and_shares_checkpoints():
+    from torchrepro.simclr.model import SimCLRNet
+
+    torch.manual_seed(0)
+    plain = SimCLRNet("resnet18", 1, True, 8, 16, 8).eval()
+    nhwc = SimCLRNet("resnet18", 1, True, 8, 16, 8, channels_last=True).eval()
+    nhwc.load_state_dict(plain.state_dict())
+    assert nhwc.encoder.trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc.project(x), plain.project(x), atol=1e-4, rtol=1e-4)
+
 def test_linear_probe_and_knn_on_separable_features():
     gen = torch.Generator().manual_seed(0)
     centres = torch.randn(4, 16, generator=gen) * 4

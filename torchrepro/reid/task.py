@@ -48,7 +48,7 @@ class ReidTask(TaskModule):
     def __init__(self, cfg: Config, num_classes: int) -> None:
         super().__init__(cfg)
         m: ReidModel = cfg.model
-        self.encoder = ReidEncoder(num_classes, m.arch, m.last_stride, m.pretrained)
+        self.encoder = ReidEncoder(num_classes, m.arch, m.last_stride, m.pretrained, m.channels_last)
         self.decoder = None
         if uses_decoder(cfg):
             d: ReidData = cfg.data

@@ -120,7 +120,8 @@ class SimCLRModel:
 
     ``arch``: a torchvision ResNet (resnet18/34/50) without its fc; ``small_stem`` replaces the 7×7/2 conv1 and the
     max-pool by a 3×3/1 conv (the paper's CIFAR-10 variant, Appendix B.9); ``width`` scales every stage's channels
-    (64: torchvision's ResNet; 512-d features for resnet18). ``proj_hidden`` / ``proj_dim``: the two-layer MLP head
+    (64: torchvision's ResNet; 512-d features for resnet18); ``channels_last`` stores the trunk NHWC (faster on
+    CPUs). ``proj_hidden`` / ``proj_dim``: the two-layer MLP head
     g (§2.1; the seed's 512→512→256). ``temperature``: τ of NT-Xent (§2.1, Eq. 1; the paper's 0.1–0.5, Table 5).
 
     Evaluation (every validation, and once on the test split): kNN on L2-normalised features (``knn_k`` neighbours
@@ -133,6 +134,7 @@ class SimCLRModel:
     arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
     small_stem: bool = True
     width: int = 64
+    channels_last: bool = False  # NHWC trunk: oneDNN's faster CPU convolutions
     proj_hidden: int = 512
     proj_dim: int = 256
     proj_bn: bool = True
