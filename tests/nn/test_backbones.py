@@ -124,3 +124,13 @@ def test_a_new_backbone_can_be_registered_and_removed():
     assert "tiny_test_cnn" not in backbone_names() and "tiny_test_mlp" not in backbone_names()
     with pytest.raises(ConfigError, match="unknown backbone 'tiny_test_cnn'"):
         create_backbone("tiny_test_cnn")
+
+
+def test_small_stem_stride_two_halves_every_map_and_needs_the_small_stem():
+    x = torch.randn(2, 1, 32, 32)
+    stride1 = create_backbone("resnet18", in_channels=1, small_stem=True, width=8)
+    stride2 = create_backbone("resnet18", in_channels=1, small_stem=True, width=8, stem_stride=2)
+    assert stride1(x).shape == (2, 64, 4, 4) and stride2(x).shape == (2, 64, 2, 2)  # H/8, then H/16
+    assert stride2[0].stride == (2, 2) and stride2[0].kernel_size == (3, 3)
+    with pytest.raises(ConfigError, match="small_stem=true"):
+        create_backbone("resnet18", stem_stride=2)

@@ -24,7 +24,8 @@ ResNet trunks (``resnet18``, ``resnet34``, ``resnet50``: conv1 … layer4, no po
   SAN's encoder, Jin et al., AAAI 2020, §3.2), doubling the final map's height and width.
 * ``small_stem=True`` replaces the 7×7/2 conv1 and the 3×3/2 max-pool by one 3×3/1 conv, for 32-pixel images
   (He et al., CVPR 2016, §4.2, CIFAR-10; SimCLR's CIFAR-10 encoder, Chen et al., ICML 2020, Appendix B.9): the final
-  map is then H/8 × W/8.
+  map is then H/8 × W/8. ``stem_stride=2`` gives that conv a stride of 2 (final map H/16 × W/16): a quarter of the
+  multiply-adds of every stage, which buys a wider network at the same cost on 28-pixel images.
 * ``width`` scales the channels of every stage (64: torchvision's; 16 gives a quarter of the channels, about a
   sixteenth of the multiply-adds): the output has ``8 * width`` channels (``32 * width`` for resnet50). For CPU
   budgets. Pretrained weights need the torchvision width.
@@ -206,7 +207,8 @@ def _rescale_width(resnet: nn.Module, width: int, zero_init_residual: bool) -> N
 
 
 def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int = 2, pretrained: str | None = None,
-                 zero_init_residual: bool = False, small_stem: bool = False, width: int = 64) -> nn.Sequential:
+                 zero_init_residual: bool = False, small_stem: bool = False, width: int = 64,
+                 stem_stride: int = 1) -> nn.Sequential:
     """conv1 … layer4 of a torchvision ResNet (no pooling, no fc): ``[N, C, H, W]`` → ``[N, 512|2048, H/32, W/32]``.
 
     ``last_stride=1`` gives ``H/16 × W/16``. Pretrained weights (a local torchvision state dict) are loaded before
@@ -225,6 +227,8 @@ def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int 
     if in_channels < 1 or last_stride not in (1, 2) or width < 1:
         raise ValueError(f"need in_channels >= 1, last_stride in (1, 2) and width >= 1, got {in_channels}, "
                          f"{last_stride}, {width}")
+    if stem_stride not in (1, 2) or (stem_stride == 2 and not small_stem):
+        raise ConfigError(f"stem_stride {stem_stride}: the small stem's conv takes stride 1 or 2 (small_stem=true)")
     resnet = getattr(torchvision.models, arch)(weights=None, zero_init_residual=zero_init_residual)
     if width != 64:
         if pretrained:
@@ -233,7 +237,7 @@ def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int 
     if pretrained:
         load_local_weights(resnet, pretrained)
     if small_stem:
-        resnet.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
+        resnet.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=stem_stride, padding=1, bias=False)
         nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
         resnet.maxpool = nn.Identity()
     elif in_channels != 3:
@@ -257,9 +261,11 @@ def resnet_trunk(arch: str = "resnet34", in_channels: int = 3, last_stride: int 
 
 def _register_resnet(arch: str) -> None:
     def factory(in_channels: int = 3, last_stride: int = 2, pretrained: str | None = None,
-                zero_init_residual: bool = False, small_stem: bool = False, width: int = 64) -> nn.Sequential:
+                zero_init_residual: bool = False, small_stem: bool = False, width: int = 64,
+                stem_stride: int = 1) -> nn.Sequential:
         return resnet_trunk(arch, in_channels=in_channels, last_stride=last_stride, pretrained=pretrained,
-                            zero_init_residual=zero_init_residual, small_stem=small_stem, width=width)
+                            zero_init_residual=zero_init_residual, small_stem=small_stem, width=width,
+                            stem_stride=stem_stride)
 
     factory.__name__ = factory.__qualname__ = arch
     factory.__doc__ = f"{arch} trunk (conv1 … layer4); see :func:`resnet_trunk`."

@@ -119,7 +119,7 @@ class SimCLRModel:
     """Encoder, projection head, NT-Xent temperature and the evaluation protocol.
 
     ``arch``: a torchvision ResNet (resnet18/34/50) without its fc; ``small_stem`` replaces the 7×7/2 conv1 and the
-    max-pool by a 3×3/1 conv (the paper's CIFAR-10 variant, Appendix B.9); ``width`` scales every stage's channels
+    max-pool by a 3×3/1 conv (the paper's CIFAR-10 variant, Appendix B.9; ``stem_stride`` 2 makes it 3×3/2); ``width`` scales every stage's channels
     (64: torchvision's ResNet; 512-d features for resnet18); ``channels_last`` stores the trunk NHWC (faster on
     CPUs). ``proj_hidden`` / ``proj_dim``: the two-layer MLP head
     g (§2.1; the seed's 512→512→256). ``temperature``: τ of NT-Xent (§2.1, Eq. 1; the paper's 0.1–0.5, Table 5).
@@ -133,6 +133,7 @@ class SimCLRModel:
 
     arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
     small_stem: bool = True
+    stem_stride: int = 1  # 2: the small stem's conv down-samples (a quarter of the cost; with small_stem)
     width: int = 64
     channels_last: bool = False  # NHWC trunk: oneDNN's faster CPU convolutions
     proj_hidden: int = 512
@@ -155,6 +156,9 @@ class SimCLRModel:
         for key in ("width", "proj_hidden", "proj_dim", "knn_k", "linear_steps"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{where}.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.stem_stride not in (1, 2) or (self.stem_stride == 2 and not self.small_stem):
+            raise ConfigError(f"config key '{where}.stem_stride' must be 1, or 2 with {where}.small_stem=true, "
+                              f"got {self.stem_stride}")
         if self.linear_weight_decay < 0:
             raise ConfigError(f"config key '{where}.linear_weight_decay' must be >= 0, got {self.linear_weight_decay}")
 

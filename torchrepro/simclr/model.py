@@ -18,12 +18,14 @@ from torchrepro.nn.backbones import create_backbone
 class Encoder(nn.Module):
     """ResNet trunk → global average pool → h ``[N, out_features]``."""
 
-    def __init__(self, arch: str, in_channels: int, small_stem: bool, width: int, channels_last: bool = False) -> None:
+    def __init__(self, arch: str, in_channels: int, small_stem: bool, width: int, channels_last: bool = False,
+                 stem_stride: int = 1) -> None:
         """``channels_last`` stores the trunk's weights NHWC, the layout of oneDNN's fast CPU convolutions: a width-8
         ResNet-18 trains about 1.5× faster on 28×28 images on this project's machine (the figures change only by
         float rounding; checkpoints load either way)."""
         super().__init__()
-        self.trunk = create_backbone(arch, in_channels=in_channels, small_stem=small_stem, width=width)
+        self.trunk = create_backbone(arch, in_channels=in_channels, small_stem=small_stem, width=width,
+                                     stem_stride=stem_stride)
         if channels_last:
             self.trunk.to(memory_format=torch.channels_last)
         self.out_features = int(self.trunk.out_channels)
@@ -45,9 +47,9 @@ class SimCLRNet(nn.Module):
     """Encoder f and projection head g; ``forward`` returns the representation h."""
 
     def __init__(self, arch: str, in_channels: int, small_stem: bool, width: int, proj_hidden: int, proj_dim: int,
-                 proj_bn: bool = True, channels_last: bool = False) -> None:
+                 proj_bn: bool = True, channels_last: bool = False, stem_stride: int = 1) -> None:
         super().__init__()
-        self.encoder = Encoder(arch, in_channels, small_stem, width, channels_last)
+        self.encoder = Encoder(arch, in_channels, small_stem, width, channels_last, stem_stride)
         self.head = projection_head(self.encoder.out_features, proj_hidden, proj_dim, proj_bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ class SimCLRTask(TaskModule):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(cfg.seed, "simclr-init") % 2**63)
             self.net = SimCLRNet(m.arch, d.channels, m.small_stem, m.width, m.proj_hidden, m.proj_dim, m.proj_bn,
-                                 m.channels_last)
+                                 m.channels_last, m.stem_stride)
         # a list hides the copy from the module tree: not trained, not in checkpoints
         self._untrained = [copy.deepcopy(self.net.encoder).eval()] if m.untrained_baseline else []
         self.augment = SimCLRAugment(d.augment, native_size(d), d.channels)
