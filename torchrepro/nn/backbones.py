@@ -41,7 +41,7 @@ from torchrepro.core.typed import closest
 
 __all__ = [
     "ARCHS", "backbone_channels", "backbone_names", "check_backbone_name", "create_backbone",
-    "load_local_weights", "register_backbone", "resnet_trunk", "trunk_channels", "unregister_backbone",
+    "load_local_weights", "read_local_state_dict", "register_backbone", "resnet_trunk", "trunk_channels", "unregister_backbone",
 ]
 
 if TYPE_CHECKING:
@@ -138,18 +138,25 @@ ARCHS = ("resnet18", "resnet34", "resnet50")
 _RESNET_CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
 
-def load_local_weights(model: nn.Module, path: str) -> None:
-    """Load a torchvision-format state dict from a local file (never downloads)."""
+def read_local_state_dict(path: str | Path) -> dict:
+    """The state dict in a local file named by ``model.pretrained`` (never downloads); a missing or unreadable file
+    is one clear error. A Lightning-style ``{"state_dict": ...}`` wrapper is unwrapped."""
     import torch
 
     file = Path(path)
     if not file.is_file():
-        raise CheckpointError(f"model.pretrained '{file}' does not exist: give the path of a local torchvision state dict (.pth)")
+        raise CheckpointError(f"model.pretrained '{file}' does not exist: give the path of a local state dict (.pth)")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"model.pretrained '{file}' is not a readable state dict ({type(err).__name__})") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def load_local_weights(model: nn.Module, path: str) -> None:
+    """Load a torchvision-format state dict from a local file (never downloads)."""
+    file = Path(path)
+    state = read_local_state_dict(file)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches raise even with strict=False
