@@ -209,7 +209,7 @@ def vpr_npy(tmp: Path) -> Input:
 
 #: SimCLR at 16 px with a 4-channel-wide ResNet-18, one step (then the validation and test splits are scored once)
 SIMCLR_TINY = ["data.val_size=10", "data.val_bank=null", "data.batch_size=8", "data.eval_batch_size=64",
-               "data.image_size=16", "model.width=4", "model.proj_hidden=16", "model.proj_dim=8", "model.knn_k=10",
+               "data.image_size=16", "model.width=4", "model.channels_last=false", "model.proj_hidden=16", "model.proj_dim=8", "model.knn_k=10",
                "model.linear_steps=5", "trainer.max_steps=1", "trainer.validate_before_fit=false",
                "trainer.progress_bar=false", "checkpoint.every_n_steps=0", "trainer.log_every_n_steps=1"]
 

@@ -14,7 +14,7 @@ from tests.simclr.fixtures import write_cifar10, write_fashion_mnist
 from torchrepro.core.registry import resolve_config
 from torchrepro.simclr.evaluation import knn_and_linear, linear_probe
 
-TINY = ["data.val_size=10", "data.val_bank=null", "data.eval_batch_size=64", "data.image_size=16", "model.width=4",
+TINY = ["data.val_size=10", "data.val_bank=null", "data.eval_batch_size=64", "data.image_size=16", "model.width=4", "model.channels_last=false",
         "model.proj_hidden=16", "model.proj_dim=8", "model.knn_k=10", "model.linear_steps=5",
         "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "data.num_workers=0"]
 
@@ -110,3 +110,12 @@ def test_config_errors(override: str, message: str):
     with pytest.raises(ConfigError) as err:
         resolve_config(REPO / "configs" / "simclr_synthetic.yaml", [override])
     assert message in str(err.value)
+
+
+def test_nhwc_trunk_below_eight_channels_is_refused_before_it_can_crash():
+    import torchrepro.recipes  # noqa: F401
+    from torchrepro.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs model.width >= 8, got width 4"):
+        resolve_config(REPO / "configs" / "simclr_fashion_mnist.yaml", ["model.width=4"])
+    assert resolve_config(REPO / "configs" / "simclr_fashion_mnist.yaml", ["model.width=8"]).model.channels_last

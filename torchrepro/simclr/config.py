@@ -156,6 +156,11 @@ class SimCLRModel:
         for key in ("width", "proj_hidden", "proj_dim", "knn_k", "linear_steps"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{where}.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.channels_last and self.width < 8:
+            # measured with torch 2.14.1 here: NHWC training of a width-4 (or 2) trunk on the CPU corrupts the heap
+            # ("free(): invalid next size", a segfault) in oneDNN's convolutions; width 8 and above train normally
+            raise ConfigError(f"config key '{where}.channels_last' needs {where}.width >= 8, got width {self.width}: "
+                              f"oneDNN's NHWC CPU convolutions crash on fewer channels; set {where}.channels_last=false")
         if self.stem_stride not in (1, 2) or (self.stem_stride == 2 and not self.small_stem):
             raise ConfigError(f"config key '{where}.stem_stride' must be 1, or 2 with {where}.small_stem=true, "
                               f"got {self.stem_stride}")
