@@ -5,6 +5,7 @@ hold schemas and registrations only; each recipe's ``task`` module (torch, Light
 builds the recipe.
 """
 
+import torchrepro.detection.config  # noqa: F401  (registers "detection")
 import torchrepro.driving.config  # noqa: F401  (registers "driving")
 import torchrepro.place_recognition.config  # noqa: F401  (registers "vpr_event")
 import torchrepro.reid.config  # noqa: F401  (registers "reid" and the reid-ablation / reid-textures tools)

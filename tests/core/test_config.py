@@ -169,7 +169,7 @@ def _existing_paths_for(path: Path, tmp_path: Path) -> list[str]:
     if raw["recipe"] == "reid":
         names = set(data.get("sources", [])) | set(data.get("targets", []))
         return [f"data.roots.{n}={tmp_path}" for n in sorted(names - {"synthetic"})]
-    if raw["recipe"] == "simclr":
+    if raw["recipe"] in ("simclr", "detection"):
         return [f"data.root={tmp_path}"] if data.get("source") != "synthetic" else []
     raise AssertionError(f"{path}: no placeholder rule for recipe {raw['recipe']}")
 

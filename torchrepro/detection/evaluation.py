@@ -39,6 +39,7 @@ unstable quicksort there, so tied scores are the only place where it is not repr
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -364,7 +365,16 @@ def coco_evaluate(detections: Sequence[Target], ground_truths: Sequence[Target])
                                   sync_on_compute=False)
     metric.warn_on_many_detections = False
     metric.update(preds, targets)
-    result = metric.compute()
+    # faster-coco-eval reports its progress and summary through its logger at INFO ("Evaluate annotation type
+    # *bbox*", "DONE", the 12-line table): under the CLI's INFO logging that is a library banner on every
+    # evaluation. Quiet for the call only; its warnings still show.
+    quiet = logging.getLogger("faster_coco_eval")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
+    try:
+        result = metric.compute()
+    finally:
+        quiet.setLevel(level)
     return {key: float(result[key]) for key in COCO_KEYS}
 
 

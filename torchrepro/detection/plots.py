@@ -1,5 +1,6 @@
 """Evaluation pictures of the detection recipe: precision/recall curves, the per-class AP table, and detections
-drawn over their images (true positives green, false positives red, missed objects yellow).
+drawn over their images (true positives green, false positives red, missed objects yellow); and
+:class:`DetectionPlots`, the recipe's artefact callback that writes them into the run directory.
 
 ``torchrepro.core.plots`` has training curves and a confusion matrix, neither of which fits boxes or PR curves,
 so nothing here duplicates it. The TP / FP / missed decision is :func:`torchrepro.detection.evaluation.
@@ -17,14 +18,20 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from torchrepro.core.callbacks import RunArtefacts  # noqa: E402
+from torchrepro.core.plots import plot_curves  # noqa: E402
+from torchrepro.core.rundir import METRICS_NAME, write_text_atomic  # noqa: E402
 from torchrepro.detection.evaluation import (  # noqa: E402
     BELOW_THRESHOLD, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE, Target, VOCResult, classify_detections,
 )
+from torchrepro.detection.transforms import load_image  # noqa: E402
 
-__all__ = ["MISSED_COLOUR", "OUTCOME_COLOURS", "detections_png", "per_class_ap_table", "pr_curves_png"]
+__all__ = ["DetectionPlots", "MISSED_COLOUR", "OUTCOME_COLOURS", "detections_png", "per_class_ap_table",
+           "pr_curves_png"]
 
 #: RGB colours (0..255) of the detection pictures, per detection outcome; exported so tests can look for them.
 OUTCOME_COLOURS: dict[int, tuple[int, int, int]] = {
@@ -176,3 +183,51 @@ def detections_png(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------------------------- run artefacts
+#: evaluated images drawn in detections.png (the split's first ones: the same images in every run)
+DETECTION_IMAGES = 8
+#: the lowest score drawn in detections.png
+DETECTION_SCORE = 0.3
+
+
+class DetectionPlots(RunArtefacts):
+    """The recipe's figures of its last evaluation, written after training and after ``torchrepro eval`` (then of
+    the split it scored): ``curves.png`` (training loss, validation mAP per epoch), ``pr_curves.png``,
+    ``detections.png`` (the split's first :data:`DETECTION_IMAGES` images in their original pixels, detections
+    scored >= :data:`DETECTION_SCORE`) and ``per_class_ap.md``.
+
+    :class:`RunArtefacts` writes after a standalone validation only; ``torchrepro eval --split test`` runs a test
+    instead, so :meth:`on_test_end` writes then too — unless this trainer trained (the engine's final test of a
+    training run must not replace the figures of the validation that chose the checkpoint)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._trained = False
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        self._trained = True
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.on_eval and not self._trained:
+            self._write(trainer, pl_module)
+
+    def write(self, run_dir: Path, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        plot_curves(run_dir / METRICS_NAME, run_dir / "curves.png", ["train_loss", "mAP@0.5"])
+        last = getattr(pl_module, "last_eval", None)
+        if last is None:
+            return
+        classes = pl_module.classes
+        split = "validation" if last["split"] == "val" else "test"
+        voc = last["voc"]
+        pr_curves_png(voc, classes, run_dir / "pr_curves.png",
+                      title=f"{split} split, IoU > {voc.iou_threshold:g}: mAP {voc.map:.3f} (VOC07 11-point)")
+        write_text_atomic(run_dir / "per_class_ap.md", f"# Per-class AP, {split} split\n\n"
+                          + per_class_ap_table(voc, classes))
+        records = trainer.datamodule.records[last["split"]][:DETECTION_IMAGES]
+        images = [load_image(r).as_subclass(torch.Tensor) for r in records]
+        n = len(images)
+        detections_png(images, last["detections"][:n], last["ground_truths"][:n], classes, run_dir / "detections.png",
+                       score_threshold=DETECTION_SCORE)
