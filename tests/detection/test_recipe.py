@@ -89,13 +89,6 @@ def test_voc07_without_its_data_is_one_clear_line(tmp_path: Path, capsys) -> Non
     assert not (tmp_path / "runs").exists()
 
 
-def test_seed_grid_sides_equal_the_models() -> None:
-    from torchrepro.detection.model import seed_grids
-
-    for size in (65, 96, 128, 160, 224, 300):
-        assert seed_grid_sides(size) == seed_grids(size)
-
-
 @pytest.mark.parametrize("override, key", [
     ("model.image_size=64", "model.image_size"),
     ("model.loss=sigmoid", "model.loss"),

@@ -20,8 +20,8 @@ SEED_ONLY = ("width", "head_channels", "dropout", "class_bias")
 
 
 def seed_grid_sides(image_size: int) -> tuple[int, int, int]:
-    """The seed head's three grid sides for an S×S input, as :func:`torchrepro.detection.model.seed_grids`
-    computes them (repeated here without torch; a test keeps the two equal): five halvings in the ResNet trunk,
+    """The seed head's three grid sides for an S×S input (the model's anchors use it; kept here, torch-free, so
+    that the config check can use it too): five halvings in the ResNet trunk,
     then three stride-2 convolutions, each ``ceil(n / 2)``. 224 → (4, 2, 1), 96 → (2, 1, 1), 64 → (1, 1, 1)."""
     n = image_size
     for _ in range(5):

@@ -62,6 +62,7 @@ from torchrepro.detection.anchors import SEED_RATIOS, SEED_ZOOMS, AnchorSet, see
 from torchrepro.detection.boxes import decode_seed, decode_ssd, pad_targets
 from torchrepro.detection.losses import LOSSES, detection_loss
 from torchrepro.detection.postprocess import MAX_DETECTIONS, NMS_IOU, SCORE_THRESH, TOPK_PER_CLASS, detect
+from torchrepro.detection.config import seed_grid_sides
 from torchrepro.nn.backbones import create_backbone, read_local_state_dict
 
 __all__ = [
@@ -159,17 +160,10 @@ class SeedHead(nn.Module):
 
 
 def seed_grids(image_size: int) -> tuple[int, int, int]:
-    """Sides of the head's three grids for an S×S input: the ResNet trunk halves the side five times
-    (conv1, max-pool, layers 2–4; each ``ceil(n/2)`` with its padding), then three stride-2 StdConvs.
-    224 → 7 → (4, 2, 1)."""
-    n = image_size
-    for _ in range(5):
-        n = -(-n // 2)
-    grids = []
-    for _ in range(3):
-        n = -(-n // 2)
-        grids.append(n)
-    return tuple(grids)  # type: ignore[return-value]
+    """Sides of the head's three grids for an S×S input (224 → 7 → (4, 2, 1)); the rule lives in the torch-free
+    config module, which checks ``model.image_size`` with it (tests/detection/test_model.py checks it against the
+    feature maps the network really produces)."""
+    return seed_grid_sides(image_size)
 
 
 class SeedDetector(Detector):
