@@ -72,6 +72,24 @@ def test_seed_grids_follow_the_feature_maps():
     assert cls.shape[1] == len(model.anchors) == (25 + 9 + 4) * 9
 
 
+def test_trunk_grid_adds_the_trunk_map_first():
+    """SSD-style fourth grid (§2.1): the 7×7 trunk map at 224, its 49·9 anchors ahead of the seed's 189, and the
+    seed's three grids unchanged behind it (same weights → the same outputs as the plain seed head)."""
+    assert seed_grids(224, trunk_grid=True) == (7, 4, 2, 1) and seed_grids(300, trunk_grid=True) == (10, 5, 3, 2)
+    torch.manual_seed(0)
+    four = build_detector("seed_resnet34", 3, 224, width=8, head_channels=16, trunk_grid=True).eval()
+    three = build_detector("seed_resnet34", 3, 224, width=8, head_channels=16).eval()
+    missing, unexpected = three.load_state_dict(four.state_dict(), strict=False)
+    assert not missing and unexpected and all(k.startswith("head.out0.") for k in unexpected)
+    images = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        (cls4, box4), (cls3, box3) = four.head_outputs(images), three.head_outputs(images)
+    assert four.grids == (7, 4, 2, 1) and len(four.anchors) == (49 + 21) * 9 == cls4.shape[1] == box4.shape[1]
+    assert torch.equal(cls4[:, 49 * 9:], cls3) and torch.equal(box4[:, 49 * 9:], box3)
+    assert torch.equal(four.anchors.cxcywh[49 * 9:], three.anchors.cxcywh)
+    assert torch.allclose(four.anchors.cxcywh[0], torch.tensor([0.5 / 7, 0.5 / 7, 0.7 / 7, 0.7 / 7]))
+
+
 @pytest.mark.parametrize("loss", ["seed", "ssd", "focal"])
 def test_seed_detector_with_each_loss_trains_and_detects(loss):
     torch.manual_seed(0)

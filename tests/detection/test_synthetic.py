@@ -193,6 +193,24 @@ def test_boxes_span_many_scales() -> None:
     assert min(heights) <= 10 and max(heights) >= 0.4 * 224, (min(heights), max(heights))
 
 
+def test_objects_below_kittis_minimum_height_are_difficult() -> None:
+    """KITTI's evaluation ignores boxes under 25 px in 375-pixel-high images: here under 25/375 of the side (15 px
+    at 224), at any image size; such objects are drawn and annotated, but difficult (ignored by the VOC scoring)."""
+    for size in (224, 96):
+        small = large = 0
+        for i in range(30):
+            _, anns = render_scene(sample_scene(scene_rng(5, 0, i)), size)
+            for a in anns:
+                height = a.box[3] - a.box[1]
+                if height < size * 25 / 375:
+                    small += 1
+                    assert a.difficult, (size, i, a)
+                elif a.visible >= synthetic.DIFFICULT_VISIBLE and a.box[2] - a.box[0] >= synthetic.DIFFICULT_MIN_WIDTH:
+                    large += 1
+                    assert not a.difficult, (size, i, a)
+        assert small > 0 and large > 0, (size, small, large)
+
+
 # ---------------------------------------------------------------- determinism and caching
 
 

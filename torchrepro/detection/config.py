@@ -11,26 +11,27 @@ from pathlib import Path
 from typing import Literal
 
 from torchrepro.core.errors import ConfigError
-from torchrepro.core.registry import Recipe, register
+from torchrepro.core.registry import Recipe, Tool, register, register_tool
 
 #: the detectors of :func:`torchrepro.detection.model.build_detector` (kept here as names: no torch import)
 DETECTOR_NAMES = ("seed_resnet34", "ssd300_vgg16", "ssdlite320_mobilenet_v3_large")
 #: the seed head's options, which torchvision's detectors do not take
-SEED_ONLY = ("width", "head_channels", "dropout", "class_bias")
+SEED_ONLY = ("width", "head_channels", "dropout", "class_bias", "trunk_grid")
 
 
-def seed_grid_sides(image_size: int) -> tuple[int, int, int]:
-    """The seed head's three grid sides for an S×S input (the model's anchors use it; kept here, torch-free, so
-    that the config check can use it too): five halvings in the ResNet trunk,
-    then three stride-2 convolutions, each ``ceil(n / 2)``. 224 → (4, 2, 1), 96 → (2, 1, 1), 64 → (1, 1, 1)."""
+def seed_grid_sides(image_size: int, trunk_grid: bool = False) -> tuple[int, ...]:
+    """The seed head's grid sides for an S×S input (the model's anchors use it; kept here, torch-free, so that the
+    config check can use it too): five halvings in the ResNet trunk, then three stride-2 convolutions, each
+    ``ceil(n / 2)``. 224 → (4, 2, 1), 96 → (2, 1, 1), 64 → (1, 1, 1). ``trunk_grid`` puts the trunk's own map
+    first: 224 → (7, 4, 2, 1)."""
     n = image_size
     for _ in range(5):
         n = -(-n // 2)
-    sides = []
+    sides = [n] if trunk_grid else []
     for _ in range(3):
         n = -(-n // 2)
         sides.append(n)
-    return tuple(sides)  # type: ignore[return-value]
+    return tuple(sides)
 
 
 @dataclass
@@ -160,6 +161,7 @@ class DetectionModel:
     head_channels: int = 256
     dropout: float = 0.4
     class_bias: float = -4.0
+    trunk_grid: bool = False
     pretrained: str | None = None
     score_thresh: float = 0.01
     topk: int = 400
@@ -219,6 +221,7 @@ RECIPE = register(Recipe(
                     "data.synthetic_size=96", "data.batch_size=8", "data.eval_batch_size=1", "model.image_size=96",
                     "model.width=8", "model.head_channels=32", "model.max_detections=50", "model.baseline_priors=3",
                     "trainer.max_epochs=2"),
+    demo="torchrepro.detection.demo",  # page(runs_dir): the live page of `torchrepro serve`
     report_figures=(  # written by torchrepro.detection.plots.DetectionPlots
         ("curves.png", "Training loss and the validation VOC07 mAP@0.5 per epoch."),
         ("pr_curves.png", "Precision/recall curve of each class over the evaluated split (detections of all images "
@@ -227,3 +230,5 @@ RECIPE = register(Recipe(
                            "positives red, missed objects dashed yellow, detections on difficult objects grey."),
     ),
 ))
+register_tool(Tool("detect", "run a detection checkpoint on pictures: annotated PNGs and detections.json",
+                   "torchrepro.detection.tools", "detect_main"))

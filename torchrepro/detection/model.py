@@ -136,11 +136,14 @@ class OutConv(nn.Module):
 
 
 class SeedHead(nn.Module):
-    """The seed's ``SSD_MultiHead`` (module docstring) on a trunk map of ``cin`` channels."""
+    """The seed's ``SSD_MultiHead`` (module docstring) on a trunk map of ``cin`` channels. ``trunk_grid``: a fourth
+    OutConv on the first StdConv's stride-1 output (the trunk's own grid, 7×7 at 224), SSD's multi-scale
+    prediction (§2.1) one level finer than the seed's grids; its outputs come first."""
 
     def __init__(self, num_classes: int, k: int = 9, cin: int = 512, channels: int = 256, dropout: float = 0.4,
-                 class_bias: float = -4.0) -> None:
+                 class_bias: float = -4.0, trunk_grid: bool = False) -> None:
         super().__init__()
+        self.out0 = OutConv(k, channels, num_classes, class_bias) if trunk_grid else None
         self.drop = nn.Dropout(dropout)
         self.sconv0 = StdConv(cin, channels, stride=1, drop=dropout)
         self.sconv1 = StdConv(channels, channels, drop=dropout)
@@ -152,18 +155,18 @@ class SeedHead(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.sconv0(self.drop(F.relu(x)))
-        outs = []
+        outs = [] if self.out0 is None else [self.out0(x)]
         for sconv, out in ((self.sconv1, self.out1), (self.sconv2, self.out2), (self.sconv3, self.out3)):
             x = sconv(x)
             outs.append(out(x))
         return torch.cat([c for c, _ in outs], dim=1), torch.cat([b for _, b in outs], dim=1)
 
 
-def seed_grids(image_size: int) -> tuple[int, int, int]:
-    """Sides of the head's three grids for an S×S input (224 → 7 → (4, 2, 1)); the rule lives in the torch-free
-    config module, which checks ``model.image_size`` with it (tests/detection/test_model.py checks it against the
-    feature maps the network really produces)."""
-    return seed_grid_sides(image_size)
+def seed_grids(image_size: int, trunk_grid: bool = False) -> tuple[int, ...]:
+    """Sides of the head's grids for an S×S input (224 → 7 → (4, 2, 1), or (7, 4, 2, 1) with ``trunk_grid``); the
+    rule lives in the torch-free config module, which checks ``model.image_size`` with it
+    (tests/detection/test_model.py checks it against the feature maps the network really produces)."""
+    return seed_grid_sides(image_size, trunk_grid)
 
 
 class SeedDetector(Detector):
@@ -171,7 +174,7 @@ class SeedDetector(Detector):
 
     def __init__(self, num_classes: int, image_size: int = 224, pretrained: str | None = None, loss: str = "seed",
                  dropout: float = 0.4, class_bias: float = -4.0, width: int = 64, head_channels: int = 256,
-                 score_thresh: float = SCORE_THRESH, topk: int = TOPK_PER_CLASS, nms_iou: float = NMS_IOU,
+                 trunk_grid: bool = False, score_thresh: float = SCORE_THRESH, topk: int = TOPK_PER_CLASS, nms_iou: float = NMS_IOU,
                  max_detections: int = MAX_DETECTIONS) -> None:
         """``width`` shrinks the trunk (64: ResNet34 itself; see create_backbone), ``head_channels`` the head
         (256: the seed's) — both for CPU tests only."""
@@ -182,9 +185,10 @@ class SeedDetector(Detector):
         self.postprocess = {"score_thresh": score_thresh, "topk": topk, "nms_iou": nms_iou,
                             "max_detections": max_detections}
         self.trunk = create_backbone("resnet34", pretrained=pretrained, width=width)
-        anchors = seed_anchors(seed_grids(image_size), SEED_ZOOMS, SEED_RATIOS)
+        anchors = seed_anchors(seed_grids(image_size, trunk_grid), SEED_ZOOMS, SEED_RATIOS)
         self.k, self.grids = anchors.k, anchors.grids
-        self.head = SeedHead(num_classes, anchors.k, self.trunk.out_channels, head_channels, dropout, class_bias)
+        self.head = SeedHead(num_classes, anchors.k, self.trunk.out_channels, head_channels, dropout, class_bias,
+                             trunk_grid)
         # derived from the constructor's arguments, so kept out of the state dict
         self.register_buffer("anchor_cxcywh", anchors.cxcywh, persistent=False)
         self.register_buffer("anchor_grid_size", anchors.grid_size, persistent=False)
@@ -270,7 +274,7 @@ def build_detector(name: str, num_classes: int, image_size: int, pretrained: str
                    **options) -> Detector:
     """The detector ``name`` (one of :data:`DETECTORS`) for ``num_classes`` object classes (background not
     counted) and S×S inputs. ``options``: post-processing (``score_thresh``, ``topk``, ``nms_iou``,
-    ``max_detections``) for all; ``loss``, ``dropout``, ``class_bias``, ``width``, ``head_channels`` for the seed."""
+    ``max_detections``) for all; ``loss``, ``dropout``, ``class_bias``, ``width``, ``head_channels``, ``trunk_grid`` for the seed."""
     if name not in DETECTORS:
         hint = closest(str(name), DETECTORS)
         raise ConfigError(f"unknown detector {name!r}: " + (f"did you mean '{hint}'?" if hint else

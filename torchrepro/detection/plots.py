@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -30,8 +31,8 @@ from torchrepro.detection.evaluation import (  # noqa: E402
 )
 from torchrepro.detection.transforms import load_image  # noqa: E402
 
-__all__ = ["DetectionPlots", "MISSED_COLOUR", "OUTCOME_COLOURS", "detections_png", "per_class_ap_table",
-           "pr_curves_png"]
+__all__ = ["DetectionPlots", "MISSED_COLOUR", "OUTCOME_COLOURS", "class_colour", "detections_png",
+           "image_detections_png", "per_class_ap_table", "pr_curves_png"]
 
 #: RGB colours (0..255) of the detection pictures, per detection outcome; exported so tests can look for them.
 OUTCOME_COLOURS: dict[int, tuple[int, int, int]] = {
@@ -183,6 +184,42 @@ def detections_png(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------------------ one image, no ground truth
+#: the long side, in pixels, of :func:`image_detections_png`'s picture (small images are enlarged so that the
+#: captions stay legible, large ones shrunk)
+ANNOTATED_SIDE = (640, 1600)
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    """An RGB colour (0..255) per class label (matplotlib's ``tab10``, cycled)."""
+    r, g, b, _ = plt.get_cmap("tab10")((int(label) - 1) % 10)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def image_detections_png(image: np.ndarray, detection: Target, class_names: Sequence[str],
+                         out: Path | str | BinaryIO) -> None:
+    """One image (uint8 [H, W, 3]) with its detections drawn in its own pixel coordinates: a box per detection in
+    its class's colour (:func:`class_colour`), captioned with the class name and score, the highest scores on top;
+    written as a PNG to ``out`` (a path or a binary file). Nothing is thresholded here: pass the detections to show
+    (``torchrepro tool detect`` and the live page of ``torchrepro serve`` draw with it)."""
+    height, width = image.shape[:2]
+    side = min(max(max(width, height), ANNOTATED_SIDE[0]), ANNOTATED_SIDE[1])
+    zoom = side / max(width, height)
+    fig = plt.figure(figsize=(width * zoom / 100, height * zoom / 100), dpi=100)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    # extent: pixel i covers [i, i + 1), the continuous coordinates of the boxes
+    ax.imshow(image, interpolation="nearest", extent=(0, width, height, 0))
+    ax.set_axis_off()
+    boxes = torch.as_tensor(detection["boxes"]).detach().cpu().reshape(-1, 4)
+    scores = torch.as_tensor(detection["scores"]).detach().cpu().reshape(-1).float()
+    labels = torch.as_tensor(detection["labels"]).detach().cpu().reshape(-1)
+    for j in torch.argsort(scores).tolist():  # the highest scores drawn last, on top
+        label = int(labels[j])
+        _box(ax, boxes[j], class_colour(label), f"{_name(class_names, label)} {float(scores[j]):.2f}")
+    fig.savefig(out, dpi=100, format="png")
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------- run artefacts

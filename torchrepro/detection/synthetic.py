@@ -32,9 +32,12 @@ when "less than 10-20% of the object is visible"). Objects are painted far to ne
   the image border or (visible boxes) hidden outside the box.
 * an object of which less than :data:`MIN_VISIBLE` (15%) of its area is visible (inside the image, not hidden)
   is left out: it is drawn but not annotated.
-* ``difficult`` = less than :data:`DIFFICULT_VISIBLE` (40%) visible, or a box under :data:`DIFFICULT_MIN_HEIGHT`
-  pixels high or :data:`DIFFICULT_MIN_WIDTH` wide (VOC leaves "very small" objects to the annotator's
-  discretion; its evaluation ignores difficult objects either way).
+* ``difficult`` = less than :data:`DIFFICULT_VISIBLE` (40%) visible, or a box lower than
+  :data:`DIFFICULT_MIN_HEIGHT_FRACTION` of the image side (KITTI's 25 px in a 375-pixel-high image, 15 px at 224:
+  Geiger et al., CVPR 2012, object benchmark, whose evaluation ignores smaller objects at every difficulty level)
+  or narrower than :data:`DIFFICULT_MIN_WIDTH` pixels. VOC leaves "very small" objects to the annotator's
+  discretion; its evaluation ignores difficult objects, and training still sees them (``data.train_difficult``).
+  Objects are drawn down to :data:`MIN_HEIGHT_FRACTION` (8 px at 224), so the far ones stay in the picture.
 
 Every scene is a pure function of ``(seed, split, index)`` (:func:`scene_rng`); rendering draws its pixel noise
 from the scene's ``texture_seed``. On disk (:func:`generate_road_voc`), as in ``VOCdevkit/VOC2007``::
@@ -81,7 +84,7 @@ ROAD_CLASSES: tuple[str, ...] = ("car", "pedestrian", "cyclist", "traffic_light"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 #: Bump when the scenes or the files change, so that cached sets are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: difficult below KITTI's minimum height (was: below 8 px)
 #: JPEG quality; fixed so that files are byte-identical across runs.
 JPEG_QUALITY = 90
 
@@ -96,8 +99,10 @@ TRUNCATED_FRACTION = 0.15
 MIN_VISIBLE = 0.15
 #: Less than this fraction visible: ``difficult``.
 DIFFICULT_VISIBLE = 0.4
-#: Boxes lower or narrower than this (pixels): ``difficult``.
-DIFFICULT_MIN_HEIGHT = 8
+#: Boxes lower than this fraction of the image side are ``difficult``: KITTI's object benchmark evaluates objects
+#: from 25 px high in its 375-pixel-high images (its "moderate" and "hard" levels; smaller ones are ignored).
+DIFFICULT_MIN_HEIGHT_FRACTION = 25 / 375
+#: Boxes narrower than this (pixels) are ``difficult``.
 DIFFICULT_MIN_WIDTH = 2
 #: Objects are placed no farther than where their main height projects to this fraction of the image
 #: (8 px at 224 x 224): far, smaller ones would only be difficult.
@@ -841,7 +846,7 @@ def _annotate_one(item: _Item, layers: list, occluded: np.ndarray, size: int,
     outside = 1.0 - float(in_box.sum()) / area
     if visible_fraction < MIN_VISIBLE or bx1 <= bx0 or by1 <= by0:
         return None
-    difficult = (visible_fraction < DIFFICULT_VISIBLE or by1 - by0 < DIFFICULT_MIN_HEIGHT
+    difficult = (visible_fraction < DIFFICULT_VISIBLE or by1 - by0 < DIFFICULT_MIN_HEIGHT_FRACTION * size
                  or bx1 - bx0 < DIFFICULT_MIN_WIDTH)
     return ObjectAnnotation(index=item.index, name=item.name, box=(bx0, by0, bx1, by1),
                             truncated=outside > TRUNCATED_FRACTION, difficult=difficult,

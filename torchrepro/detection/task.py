@@ -49,6 +49,7 @@ from torchrepro.detection.evaluation import evaluate
 from torchrepro.detection.model import Detector, build_detector
 from torchrepro.detection.plots import DetectionPlots
 from torchrepro.detection.records import DetectionRecord
+from torchrepro.detection.transforms import boxes_to_original
 
 Rows = dict[str, torch.Tensor]
 
@@ -60,7 +61,7 @@ def build_model(m: DetectionModel, num_classes: int) -> Detector:
                      "max_detections": m.max_detections}
     if m.name == "seed_resnet34":
         options.update(loss=m.loss or "seed", width=m.width, head_channels=m.head_channels, dropout=m.dropout,
-                       class_bias=m.class_bias)
+                       class_bias=m.class_bias, trunk_grid=m.trunk_grid)
     return build_detector(m.name, num_classes, m.image_size, m.pretrained, **options)
 
 
@@ -198,16 +199,14 @@ class DetectionTask(TaskModule):
         images, meta = batch
         detections = self.detector(images)
         width = self.cfg.model.max_detections
-        b, s = len(images), float(self.cfg.model.image_size)
+        b, s = len(images), self.cfg.model.image_size
         boxes = images.new_zeros(b, width, 4)
         scores = images.new_zeros(b, width)
         labels = torch.zeros(b, width, dtype=torch.int64, device=images.device)
         count = torch.zeros(b, dtype=torch.int64, device=images.device)
         for i, det in enumerate(detections):
             n = min(len(det["scores"]), width)
-            w, h = float(meta[i, 1]), float(meta[i, 2])
-            scale = torch.tensor([w / s, h / s, w / s, h / s], device=images.device)
-            boxes[i, :n] = det["boxes"][:n].float() * scale
+            boxes[i, :n] = boxes_to_original(det["boxes"][:n], float(meta[i, 1]), float(meta[i, 2]), s)
             scores[i, :n] = det["scores"][:n].float()
             labels[i, :n] = det["labels"][:n]
             count[i] = n

@@ -36,6 +36,7 @@ __all__ = [
     "SSD_MEAN_RGB",
     "PER_BOX_KEYS",
     "apply",
+    "boxes_to_original",
     "collate_detection",
     "detection_transform",
     "load_image",
@@ -106,6 +107,15 @@ def detection_transform(
         steps.append(v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=per_box_fields))
     steps.append(v2.ToDtype(torch.float32, scale=True))  # a dtype, not a dict: only the image is converted
     return v2.Compose(steps)
+
+
+def boxes_to_original(boxes: torch.Tensor, width: float, height: float, size: int) -> torch.Tensor:
+    """xyxy boxes [n, 4] in the S×S network input (``size`` = S) → float32 boxes in the pixels of the original
+    ``width`` × ``height`` image: the inverse of the evaluation transform's resize (it warps, no aspect kept), i.e.
+    a scale by (width / S, height / S). The evaluation rows and ``torchrepro tool detect`` both map with it."""
+    s = float(size)
+    scale = torch.tensor([width / s, height / s, width / s, height / s], device=boxes.device)
+    return boxes.float() * scale
 
 
 def record_target(record: DetectionRecord) -> dict[str, torch.Tensor]:
