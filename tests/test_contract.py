@@ -10,7 +10,8 @@ config shrunk by its own ``tiny_overrides``, must
 
 A new recipe is covered by registering it (``torchrepro/recipes.py``) with ``synthetic_config`` and
 ``tiny_overrides``. One test per recipe runs the steps in order, so the parallel test runner never trains the
-same reference twice.
+same reference twice. A recipe's own checks of such a tiny run are made on this run too (:data:`RUN_CHECKS`),
+rather than on a second identical run in its test folder.
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ import torchrepro.recipes  # noqa: F401  (fills the registry)
 from tests.helpers import REPO, ckpt_step, cli, cli_env, cli_popen, wait_for_step
 from torchrepro.core import registry
 
+pytest.register_assert_rewrite("tests.detection.contract_checks")
+from tests.detection.contract_checks import check_tiny_synthetic_run as check_detection_run  # noqa: E402
+
 COMMON = ["trainer.progress_bar=false", "trainer.validate_before_fit=true", "trainer.log_every_n_steps=1",
           "checkpoint.every_n_steps=1"]
 RECIPES = sorted(registry.recipes())
+#: a recipe's own checks of the contract's tiny run, called after step 1 as ``check(config, overrides, cwd, run_dir,
+#: stdout)``: the recipe's tests then need no tiny training run of their own
+RUN_CHECKS = {"detection": check_detection_run}
 
 
 def _train_killed(config: Path, overrides: list[str], cwd: Path, run_dir: Path, kill_at: int) -> int:
@@ -104,6 +111,8 @@ def test_recipe_contract(name: str, tmp_path: Path) -> None:
     reference = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     total = reference["global_step"]
     assert total >= 4, f"the tiny run must take at least 4 steps to be killed mid-epoch (took {total})"
+    if name in RUN_CHECKS:
+        RUN_CHECKS[name](config, overrides, tmp_path, full, res.stdout)
 
     # 2. SIGKILL mid-epoch (second epoch of two), then resume: bit-identical to the uninterrupted run
     killed = tmp_path / "killed"

@@ -1,8 +1,9 @@
-"""The registered detection recipe: a tiny synthetic run through the CLI (untrained model, baseline, test split
-once, figures, eval), the shipped configs, a tiny real-format VOC set trained through ``data.source=voc`` (the
-seed head and SSDlite), the COCO source, the evaluation rows (padding, scaling back to the original image), the
-prior-box baseline, and the config errors. The generic contract (kill + resume, eval, torchrun) is
-tests/test_contract.py's."""
+"""The registered detection recipe: the shipped configs, a tiny real-format VOC set trained through
+``data.source=voc`` (the seed head and SSDlite), the COCO source, the evaluation rows (padding, scaling back to the
+original image), the prior-box baseline, and the config errors. The tiny synthetic run through the CLI (untrained
+model, baseline, test split once, figures, ``eval --split test``) is checked on the recipe contract's run
+(tests/detection/contract_checks.py, called by tests/test_contract.py), with the generic contract (kill + resume,
+eval, torchrun)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import torchrepro.recipes  # noqa: F401  (fills the registry)
 from tests.detection.fixtures import (
     CONTIGUOUS_CATEGORIES, coco_annotation, coco_image, tiny_voc, write_coco,
 )
-from tests.helpers import REPO, assert_one_line_error, cli, run_main
+from tests.helpers import REPO, assert_one_line_error, run_main
 from torchrepro.core.errors import ConfigError, DataError
-from torchrepro.core.registry import get_recipe, resolve_config
+from torchrepro.core.registry import resolve_config
 from torchrepro.detection.config import seed_grid_sides
 from torchrepro.detection.data import DetectionDataModule, class_names, read_split
 from torchrepro.detection.records import DetectionRecord
@@ -28,43 +29,12 @@ from torchrepro.detection.task import (
     DetectionTask, PriorBoxBaseline, kmeans_boxes, unpad_detections,
 )
 
-RECIPE = get_recipe("detection")
 ROAD = REPO / "configs" / "ssd_synthetic_road.yaml"
 SSDLITE = REPO / "configs" / "ssd_synthetic_road_ssdlite.yaml"
 VOC07 = REPO / "configs" / "ssd_voc07.yaml"
 #: the tiny seed detector for the VOC fixture: 96-pixel inputs (grids (2, 1, 1)), a narrow trunk and head
 TINY_MODEL = ["model.image_size=96", "model.width=8", "model.head_channels=32", "model.max_detections=20",
               "model.coco_metrics=false"]
-
-
-# ---------------------------------------------------------------------------------- the tiny synthetic run
-def test_tiny_synthetic_run_through_the_cli(tmp_path: Path) -> None:
-    overrides = [*RECIPE.tiny_overrides, "trainer.progress_bar=false"]
-    run = tmp_path / "run"
-    res = cli("train", ROAD, *overrides, f"run.dir={run}", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
-    untrained = next(line for line in res.stdout.splitlines() if line.startswith("untrained model:"))
-    for key in ("mAP@0.5=", "mAP@0.5_all_point=", "coco_mAP=", "baseline_prior_mAP@0.5="):
-        assert key in untrained, untrained
-    tested = [line for line in res.stdout.splitlines()
-              if line.startswith("test (held-out, scored once with best.ckpt)")]
-    assert len(tested) == 1 and "test/mAP@0.5=" in tested[0] and "test/baseline_prior_mAP@0.5=" in tested[0], res.stdout
-    last = json.loads((run / "metrics.json").read_text())["last"]
-    assert last["stage"] == "test" and 0.0 <= last["test/mAP@0.5"] <= 1.0
-    for name in ("curves.png", "pr_curves.png", "detections.png", "per_class_ap.md"):
-        assert (run / name).is_file(), name
-    table = (run / "per_class_ap.md").read_text()
-    assert "validation split" in table and "| car |" in table and "**mAP**" in table
-
-    # `torchrepro eval --split test` scores the held-out split again with best.ckpt and draws its figures
-    evaluated = tmp_path / "eval"
-    res = cli("eval", ROAD, "--ckpt", run / "checkpoints" / "best.ckpt", "--split", "test", *overrides,
-              f"run.dir={evaluated}", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
-    again = json.loads((evaluated / "metrics.json").read_text())["last"]
-    assert again["test/mAP@0.5"] == pytest.approx(last["test/mAP@0.5"], abs=1e-6)
-    assert "test split" in (evaluated / "per_class_ap.md").read_text()
-    assert (evaluated / "pr_curves.png").is_file() and (evaluated / "detections.png").is_file()
 
 
 # --------------------------------------------------------------------------------------- shipped configs

@@ -1,8 +1,11 @@
 """A short real training run on generated road scenes must actually learn.
 
-ResNet18 at 48×48 for 10 epochs on 600 generated scenes, validated every epoch on 150 held-out scenes (which
-choose best.ckpt) and tested once, with that checkpoint, on 150 other scenes. Chance is 1/3; for n=150 the
-probability of an accuracy above 0.5 by guessing is ~1e-5 (binomial), so passing means learning.
+ResNet18 at 48×48 for 6 epochs in batches of 16 on 600 generated scenes, validated every epoch on 150 held-out
+scenes (which choose best.ckpt) and tested once, with that checkpoint, on 150 other scenes. Chance is 1/3; for
+n=150 the probability of an accuracy above 0.5 by guessing is ~1e-5 (binomial), so passing means learning.
+Batches of 16 learn more per image seen than the recipe's 32: 6 epochs (228 steps, 3,600 images) reached a
+final validation accuracy of 0.71 / 0.67 and a test accuracy of 0.62 / 0.67 (seeds 0 / 1), where batches of 32
+(seed 0) passed 0.5 only at epoch 5 and needed 10 epochs (6,000 images) for a margin (0.71 / 0.70).
 The untrained model is scored first by the same run (``validate_before_fit``) and must be at chance level.
 """
 
@@ -17,7 +20,7 @@ def test_training_beats_the_untrained_model_on_held_out_scenes(tmp_path):
     proc = cli("train", REPO / "configs" / "driving_synthetic.yaml", f"run.dir={tmp_path / 'run'}",
                f"data.synthetic_dir={tmp_path / 'data'}", "data.synthetic_train=600", "data.synthetic_val=150",
                "data.synthetic_test=150",
-               "data.image_size=48", "model.arch=resnet18", "trainer.max_epochs=10",
+               "data.image_size=48", "data.batch_size=16", "model.arch=resnet18", "trainer.max_epochs=6",
                "checkpoint.every_n_steps=0", "trainer.progress_bar=false", timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]

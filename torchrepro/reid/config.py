@@ -119,7 +119,7 @@ RECIPE = register(Recipe(
     default_mode="max",
     baseline_metric="baseline_colour_rank-1",
     synthetic_config="configs/reid_sim_bot.yaml",
-    tiny_overrides=("data.synthetic_train_ids=10", "data.val_ids=2", "data.synthetic_test_ids=6", "data.height=64",
+    tiny_overrides=("data.synthetic_train_ids=6", "data.val_ids=2", "data.synthetic_test_ids=6", "data.height=64",
                     "data.width=32", "data.batch_size=8", "data.num_instances=4", "model.arch=resnet18", "trainer.max_epochs=2"),
     demo="torchrepro.reid.demo",  # page(runs_dir): the live page of `torchrepro serve`
     report_figures=(  # written by torchrepro.reid.plots.ReidPlots
