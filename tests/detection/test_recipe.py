@@ -31,7 +31,9 @@ from torchrepro.detection.task import (
 
 ROAD = REPO / "configs" / "ssd_synthetic_road.yaml"
 SSDLITE = REPO / "configs" / "ssd_synthetic_road_ssdlite.yaml"
+SEED = REPO / "configs" / "ssd_synthetic_road_seed.yaml"
 VOC07 = REPO / "configs" / "ssd_voc07.yaml"
+SSD300_VOC07 = REPO / "configs" / "ssd300_voc07.yaml"
 #: the tiny seed detector for the VOC fixture: 96-pixel inputs (grids (2, 1, 1)), a narrow trunk and head
 TINY_MODEL = ["model.image_size=96", "model.width=8", "model.head_channels=32", "model.max_detections=20",
               "model.coco_metrics=false"]
@@ -39,22 +41,31 @@ TINY_MODEL = ["model.image_size=96", "model.width=8", "model.head_channels=32", 
 
 # --------------------------------------------------------------------------------------- shipped configs
 def test_shipped_configs_parse(tmp_path: Path) -> None:
-    road = resolve_config(ROAD, [])
-    assert (road.recipe, road.model.name, road.model.loss, road.model.image_size) == ("detection", "seed_resnet34",
+    seed = resolve_config(SEED, [])  # the seed as it was built
+    assert (seed.recipe, seed.model.name, seed.model.loss, seed.model.image_size) == ("detection", "seed_resnet34",
                                                                                       "seed", 224)
-    assert (road.optim.name, road.optim.lr, road.optim.betas) == ("adam", 0.001, [0.5, 0.999])
-    assert road.trainer.validate_before_fit and seed_grid_sides(road.model.image_size) == (4, 2, 1)
+    assert (seed.optim.name, seed.optim.lr, seed.optim.betas) == ("adam", 0.001, [0.5, 0.999])
+    assert (seed.sched.name, seed.sched.warmup) == ("none", "none")
+    assert seed.trainer.validate_before_fit and seed_grid_sides(224, seed.model.trunk_grid) == (4, 2, 1)
+    road = resolve_config(ROAD, [])  # chosen on validation: the seed's head with a trunk grid, focal loss, cosine
+    assert (road.model.loss, seed_grid_sides(224, road.model.trunk_grid)) == ("focal", (7, 4, 2, 1))
+    assert road.data == seed.data and road.trainer.max_epochs == seed.trainer.max_epochs
     lite = resolve_config(SSDLITE, [])
     assert lite.model.name == "ssdlite320_mobilenet_v3_large" and lite.data == road.data
     voc = resolve_config(VOC07, [f"data.root={tmp_path}"])
     assert (voc.data.source, voc.data.train_split, voc.data.val_split, voc.data.test_split) == ("voc", "train", "val",
                                                                                                  "test")
-    assert len(class_names(voc.data)) == 20
+    assert len(class_names(voc.data)) == 20 and (voc.model.name, voc.model.image_size) == ("seed_resnet34", 224)
+    ssd300 = resolve_config(SSD300_VOC07, [f"data.root={tmp_path}"])
+    assert (ssd300.model.name, ssd300.model.image_size, ssd300.model.loss) == ("ssd300_vgg16", 300, None)
+    assert (ssd300.optim.name, ssd300.optim.weight_decay, ssd300.data.batch_size) == ("sgd", 0.0005, 32)
+    assert ssd300.data.source == "voc" and ssd300.data.augment.zoom_max == 4.0
 
 
-def test_voc07_without_its_data_is_one_clear_line(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("config", [VOC07, SSD300_VOC07], ids=["seed_224", "ssd300"])
+def test_voc07_without_its_data_is_one_clear_line(config: Path, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "VOCdevkit" / "VOC2007"
-    code, _, err = run_main(capsys, "train", VOC07, f"data.root={missing}", f"run.root={tmp_path / 'runs'}")
+    code, _, err = run_main(capsys, "train", config, f"data.root={missing}", f"run.root={tmp_path / 'runs'}")
     assert_one_line_error(code, err, "data.root", str(missing))
     assert not (tmp_path / "runs").exists()
 
