@@ -35,6 +35,14 @@ def choose_run_dir(cfg: Config) -> Path:
     return new_timestamped_dir(Path(cfg.run.root) / cfg.recipe)
 
 
+def run_dir_of(ckpt_path: Path) -> Path | None:
+    """The run directory holding a checkpoint (``RUN_DIR/checkpoints/X.ckpt`` beside ``RUN_DIR/config.yaml``), or
+    None for a checkpoint kept elsewhere."""
+    ckpt = Path(ckpt_path).resolve()
+    run = ckpt.parent.parent
+    return run if ckpt.parent.name == CKPT_DIR and (run / CONFIG_NAME).is_file() else None
+
+
 def choose_eval_dir(cfg: Config, ckpt_path: Path, out: Path | None = None) -> Path:
     """Where ``torchrepro eval`` writes: ``--out``, else ``run.dir``, else ``RUN_DIR/eval/<timestamp>`` when the
     checkpoint lies in a run's ``checkpoints/``, else ``<run.root>/<recipe>/eval-<timestamp>``."""
@@ -42,9 +50,8 @@ def choose_eval_dir(cfg: Config, ckpt_path: Path, out: Path | None = None) -> Pa
         return Path(out)
     if cfg.run.dir:
         return Path(cfg.run.dir)
-    ckpt = Path(ckpt_path).resolve()
-    run = ckpt.parent.parent
-    if ckpt.parent.name == CKPT_DIR and (run / CONFIG_NAME).is_file():
+    run = run_dir_of(ckpt_path)
+    if run is not None:
         return new_timestamped_dir(run / "eval")
     return new_timestamped_dir(Path(cfg.run.root) / cfg.recipe, prefix="eval-")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from torchrepro.core.config import Config
 from torchrepro.core.errors import ConfigError
-from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, write_json_atomic
+from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, run_dir_of, write_json_atomic
 from torchrepro.detection.inference import DEFAULT_SCORE, ImageDetections, detect_image, draw_detections, read_image
 
 __all__ = ["JSON_NAME", "detect_main", "output_names"]
@@ -44,12 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES")
     return parser
-
-
-def run_dir_of(ckpt: Path) -> Path | None:
-    """The run directory holding ``ckpt`` (``RUN_DIR/checkpoints/X.ckpt`` with ``RUN_DIR/config.yaml``), or None."""
-    run = Path(ckpt).resolve().parent.parent
-    return run if Path(ckpt).resolve().parent.name == CKPT_DIR and (run / CONFIG_NAME).is_file() else None
 
 
 def resolve_detection_config(ckpt: Path, config: Path | None) -> Config:
