@@ -16,7 +16,7 @@ from torchrepro.core.registry import Recipe, Tool, register, register_tool
 #: the detectors of :func:`torchrepro.detection.model.build_detector` (kept here as names: no torch import)
 DETECTOR_NAMES = ("seed_resnet34", "ssd300_vgg16", "ssdlite320_mobilenet_v3_large")
 #: the seed head's options, which torchvision's detectors do not take
-SEED_ONLY = ("width", "head_channels", "dropout", "class_bias", "trunk_grid")
+SEED_ONLY = ("width", "head_channels", "dropout", "class_bias", "trunk_grid", "anchor_ratios")
 
 
 def seed_grid_sides(image_size: int, trunk_grid: bool = False) -> tuple[int, ...]:
@@ -144,7 +144,9 @@ class DetectionModel:
     the head's), or torchvision's ``ssd300_vgg16`` / ``ssdlite320_mobilenet_v3_large`` (random initialisation;
     they resize ``image_size`` to their native 300 / 320 inside). ``loss`` (seed only): ``seed`` (L1 + BCE,
     IoU > 0.4), ``ssd`` (SSD's MultiBox loss with 3:1 hard negatives, §2.2 Eq. 1) or ``focal``; null: ``seed`` for
-    the seed head, torchvision's own SSD loss for the others. ``image_size``: the square network input S (SSD300:
+    the seed head, torchvision's own SSD loss for the others. ``anchor_ratios`` (seed only): the anchors'
+    (height, width) shapes per zoom, the seed's 1:1, tall 1:2 and wide 2:1 by default; SSD §2.2 adds 1:3 and 3:1
+    ([1, 0.333], [0.333, 1]). ``image_size``: the square network input S (SSD300:
     300; the seed: 224). ``pretrained``: a local state-dict file (the trunk's for the seed, the whole detector's
     for torchvision's); nothing is ever downloaded.
 
@@ -162,6 +164,7 @@ class DetectionModel:
     dropout: float = 0.4
     class_bias: float = -4.0
     trunk_grid: bool = False
+    anchor_ratios: list[list[float]] = field(default_factory=lambda: [[1.0, 1.0], [1.0, 0.5], [0.5, 1.0]])
     pretrained: str | None = None
     score_thresh: float = 0.01
     topk: int = 400
@@ -188,6 +191,9 @@ class DetectionModel:
             if changed:
                 raise ConfigError(f"config key '{where}.{changed[0]}' belongs to the seed head "
                                   f"({where}.name=seed_resnet34); {self.name} does not take it: remove it")
+        if not self.anchor_ratios or any(len(r) != 2 or min(r) <= 0 for r in self.anchor_ratios):
+            raise ConfigError(f"config key '{where}.anchor_ratios' must be a non-empty list of positive [height, "
+                              f"width] pairs, e.g. [[1, 1], [1, 0.5], [0.5, 1]], got {self.anchor_ratios}")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             raise ConfigError(f"config key '{where}.pretrained' names '{self.pretrained}', which is not a file: give "
                               f"a local state-dict file (nothing is downloaded), or null for a random initialisation")

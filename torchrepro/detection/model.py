@@ -174,7 +174,8 @@ class SeedDetector(Detector):
 
     def __init__(self, num_classes: int, image_size: int = 224, pretrained: str | None = None, loss: str = "seed",
                  dropout: float = 0.4, class_bias: float = -4.0, width: int = 64, head_channels: int = 256,
-                 trunk_grid: bool = False, score_thresh: float = SCORE_THRESH, topk: int = TOPK_PER_CLASS, nms_iou: float = NMS_IOU,
+                 trunk_grid: bool = False, anchor_ratios: tuple[tuple[float, float], ...] = SEED_RATIOS,
+                 score_thresh: float = SCORE_THRESH, topk: int = TOPK_PER_CLASS, nms_iou: float = NMS_IOU,
                  max_detections: int = MAX_DETECTIONS) -> None:
         """``width`` shrinks the trunk (64: ResNet34 itself; see create_backbone), ``head_channels`` the head
         (256: the seed's) — both for CPU tests only."""
@@ -185,7 +186,7 @@ class SeedDetector(Detector):
         self.postprocess = {"score_thresh": score_thresh, "topk": topk, "nms_iou": nms_iou,
                             "max_detections": max_detections}
         self.trunk = create_backbone("resnet34", pretrained=pretrained, width=width)
-        anchors = seed_anchors(seed_grids(image_size, trunk_grid), SEED_ZOOMS, SEED_RATIOS)
+        anchors = seed_anchors(seed_grids(image_size, trunk_grid), SEED_ZOOMS, anchor_ratios)
         self.k, self.grids = anchors.k, anchors.grids
         self.head = SeedHead(num_classes, anchors.k, self.trunk.out_channels, head_channels, dropout, class_bias,
                              trunk_grid)
@@ -274,7 +275,7 @@ def build_detector(name: str, num_classes: int, image_size: int, pretrained: str
                    **options) -> Detector:
     """The detector ``name`` (one of :data:`DETECTORS`) for ``num_classes`` object classes (background not
     counted) and S×S inputs. ``options``: post-processing (``score_thresh``, ``topk``, ``nms_iou``,
-    ``max_detections``) for all; ``loss``, ``dropout``, ``class_bias``, ``width``, ``head_channels``, ``trunk_grid`` for the seed."""
+    ``max_detections``) for all; ``loss``, ``dropout``, ``class_bias``, ``width``, ``head_channels``, ``trunk_grid``, ``anchor_ratios`` for the seed."""
     if name not in DETECTORS:
         hint = closest(str(name), DETECTORS)
         raise ConfigError(f"unknown detector {name!r}: " + (f"did you mean '{hint}'?" if hint else

@@ -61,7 +61,8 @@ def build_model(m: DetectionModel, num_classes: int) -> Detector:
                      "max_detections": m.max_detections}
     if m.name == "seed_resnet34":
         options.update(loss=m.loss or "seed", width=m.width, head_channels=m.head_channels, dropout=m.dropout,
-                       class_bias=m.class_bias, trunk_grid=m.trunk_grid)
+                       class_bias=m.class_bias, trunk_grid=m.trunk_grid,
+                       anchor_ratios=tuple(tuple(r) for r in m.anchor_ratios))
     return build_detector(m.name, num_classes, m.image_size, m.pretrained, **options)
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from torchrepro.core.config import Config
 from torchrepro.core.errors import ConfigError
-from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, run_dir_of, write_json_atomic
+from torchrepro.core.registry import checkpoint_config
+from torchrepro.core.rundir import run_dir_of, write_json_atomic
 from torchrepro.detection.inference import DEFAULT_SCORE, ImageDetections, detect_image, draw_detections, read_image
 
 __all__ = ["JSON_NAME", "detect_main", "output_names"]
@@ -48,18 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def resolve_detection_config(ckpt: Path, config: Path | None) -> Config:
     """``--config``, else the checkpoint's run's config; a config of another recipe is refused in one line."""
-    from torchrepro.core.registry import resolve_config
-
-    run = run_dir_of(ckpt)
-    if config is None and run is None:
-        raise ConfigError(f"checkpoint '{ckpt}' is not in a run's {CKPT_DIR}/ folder, so its config is unknown: pass "
-                          f"--config CONFIG, the config it was trained with")
-    path = config if config is not None else run / CONFIG_NAME
-    cfg = resolve_config(path, [])
-    if cfg.recipe != RECIPE:
-        raise ConfigError(f"'{path}' is a '{cfg.recipe}' config, not a '{RECIPE}' one: pass a checkpoint of a "
-                          f"detection run (or its --config)")
-    return cfg
+    return checkpoint_config(ckpt, config, (RECIPE,))
 
 
 def output_folder(ckpt: Path, out: Path | None, force: bool) -> Path:
