@@ -29,15 +29,17 @@ import torchrepro.recipes  # noqa: F401  (fills the registry)
 from tests.helpers import REPO, ckpt_step, cli, cli_env, cli_popen, wait_for_step
 from torchrepro.core import registry
 
-pytest.register_assert_rewrite("tests.detection.contract_checks")
+pytest.register_assert_rewrite("tests.detection.contract_checks", "tests.superpoint.contract_checks")
 from tests.detection.contract_checks import check_tiny_synthetic_run as check_detection_run  # noqa: E402
+from tests.superpoint.contract_checks import check_magicpoint_run, check_superpoint_run  # noqa: E402
 
 COMMON = ["trainer.progress_bar=false", "trainer.validate_before_fit=true", "trainer.log_every_n_steps=1",
           "checkpoint.every_n_steps=1"]
 RECIPES = sorted(registry.recipes())
 #: a recipe's own checks of the contract's tiny run, called after step 1 as ``check(config, overrides, cwd, run_dir,
 #: stdout)``: the recipe's tests then need no tiny training run of their own
-RUN_CHECKS = {"detection": check_detection_run}
+RUN_CHECKS = {"detection": check_detection_run, "magicpoint": check_magicpoint_run,
+              "superpoint": check_superpoint_run}
 
 
 def _train_killed(config: Path, overrides: list[str], cwd: Path, run_dir: Path, kill_at: int) -> int:

@@ -152,3 +152,22 @@ def resolve_config(path: Path | None, overrides: list[str], raw: dict | None = N
         raise ConfigError("config has no 'recipe' key: add e.g. 'recipe: driving' (see `torchrepro list`)")
     recipe = get_recipe(data["recipe"])
     return cfgmod.validate(data, recipe.data_schema, recipe.model_schema)
+
+
+def checkpoint_config(ckpt: Path, config: Path | None, recipes: tuple[str, ...]) -> cfgmod.Config:
+    """The config a checkpoint was trained with, for a tool that runs it: ``config`` when given, else the
+    ``config.yaml`` of the run whose ``checkpoints/`` folder holds ``ckpt``. A config of a recipe not in
+    ``recipes`` is refused in one line (a tool of one recipe handed another's checkpoint)."""
+    from torchrepro.core.rundir import CKPT_DIR, CONFIG_NAME, run_dir_of
+
+    run = run_dir_of(ckpt)
+    if config is None and run is None:
+        raise ConfigError(f"checkpoint '{ckpt}' is not in a run's {CKPT_DIR}/ folder, so its config is unknown: pass "
+                          f"--config CONFIG, the config it was trained with")
+    path = config if config is not None else run / CONFIG_NAME
+    cfg = resolve_config(path, [])
+    if cfg.recipe not in recipes:
+        wanted = " or ".join(recipes)
+        raise ConfigError(f"'{path}' is a '{cfg.recipe}' config, not a {wanted} one: pass a checkpoint of a {wanted} "
+                          f"run (or its --config)")
+    return cfg

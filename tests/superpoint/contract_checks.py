@@ -1,0 +1,57 @@
+"""The SuperPoint recipes' own checks on the recipe contract's tiny runs (tests/test_contract.py calls them after its
+step 1), so the suite trains each tiny run once: the untrained model and the classical baselines, the test split
+scored once, the HPatches table, and the tools that take a run's checkpoint (``superpoint-match`` on two held-out
+pictures, ``superpoint-export`` labelling pictures with it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tests.helpers import cli
+
+
+def _scored_once(stdout: str, key: str) -> None:
+    tested = [line for line in stdout.splitlines() if line.startswith("test (held-out, scored once with best.ckpt)")]
+    assert len(tested) == 1 and f"test/{key}=" in tested[0], stdout[-2000:]
+
+
+def check_magicpoint_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str) -> None:
+    untrained = next(line for line in stdout.splitlines() if line.startswith("untrained model:"))
+    for key in ("mAP=", "repeatability=", "baseline_shi_mAP=", "baseline_harris_mAP=", "baseline_fast_mAP="):
+        assert key in untrained, untrained
+    _scored_once(stdout, "mAP")
+    last = json.loads((run / "metrics.json").read_text())["last"]
+    assert 0.0 <= last["test/mAP"] <= 1.0 and 0.0 <= last["test/baseline_shi_mAP"] <= 1.0, last
+
+
+def check_superpoint_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str) -> None:
+    untrained = next(line for line in stdout.splitlines() if line.startswith("untrained model:"))
+    for key in ("hcorr@3=", "viewpoint/hcorr@3=", "illumination/nn_map=", "baseline_sift_hcorr@3=",
+                "baseline_orb_repeatability="):
+        assert key in untrained, untrained
+    _scored_once(stdout, "hcorr@3")
+    table = (run / "hpatches.md").read_text()
+    assert "held-out test split" in table and "| SuperPoint (ours) |" in table and "| SIFT |" in table, table
+
+    # superpoint-match: two held-out pictures of one viewpoint sequence, a PNG of the matches
+    sequence = next(sorted(cwd.glob("data/synthetic/superpoint_photos/*/hpatches_test/v_*")).__iter__())
+    png = cwd / "match.png"
+    res = cli("tool", "superpoint-match", "--ckpt", run / "checkpoints" / "best.ckpt", "--out", png,
+              sequence / "1.ppm", sequence / "3.ppm", cwd=cwd)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert png.is_file() and "mutual matches" in res.stdout, res.stdout
+
+    # superpoint-export with the run's own checkpoint: labels in the pytorch-superpoint layout at its image size
+    out, pictures = cwd / "labels", sequence.parent.parent / "train"
+    res = cli("tool", "superpoint-export", "--ckpt", run / "checkpoints" / "best.ckpt", "--images", pictures,
+              "--out", out, "--num-homographies", "3", cwd=cwd)
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((out / "export.json").read_text())
+    size = meta["image_size"]
+    with np.load(out / f"{sorted(pictures.iterdir())[0].stem}.npz") as npz:
+        pts = npz["pts"]
+    assert pts.ndim == 2 and pts.shape[1] == 3
+    assert ((pts[:, 0] >= 0) & (pts[:, 0] <= size[1] - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= size[0] - 1)).all()
