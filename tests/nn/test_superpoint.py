@@ -37,3 +37,11 @@ def test_output_shapes_and_unit_descriptors() -> None:
 def test_rejects_images_it_cannot_take(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="multiples of 8"):
         SuperPointNet()(torch.rand(*shape))
+
+
+def test_dustbin_prior_starts_every_cell_at_that_probability() -> None:
+    net = SuperPointNet(descriptor=False, batchnorm=True, dustbin_prior=0.97).eval()
+    prob = torch.softmax(net(torch.rand(2, 1, 32, 48))["semi"], dim=1)
+    torch.testing.assert_close(prob[:, 64].mean(), torch.tensor(0.97), atol=0.01, rtol=0)
+    with pytest.raises(ValueError, match="dustbin_prior"):
+        SuperPointNet(dustbin_prior=1.0)

@@ -106,7 +106,23 @@ def _first_test_sample(root: Path) -> tuple[Path, Path]:
     ("model.detection_threshold=1.5", "model.detection_threshold"),
     ("model.baselines=[sift]", "model.baselines"),
     ("data.root=/nonexistent/shapes", "data.root"),
+    ("data.train_crop=[60,64]", "data.train_crop"),
+    ("model.dustbin_prior=1.0", "model.dustbin_prior"),
 ])
 def test_bad_config_values_give_one_line(capsys, override: str, needle: str) -> None:
     code, _, err = run_main(capsys, "config", SHAPES, override)
     assert_one_line_error(code, err, needle)
+
+
+def test_a_training_crop_is_a_cell_aligned_block_of_the_whole_sample(tiny_dump: Path) -> None:
+    from torchrepro.superpoint.shapes_format import list_samples
+
+    samples = list_samples(tiny_dump, "training")
+    whole = ShapesTrainSet(samples, (32, 48), PhotometricConfig(), HomographyConfig(), True, 2, seed=3)[(0, 1)]
+    crop = ShapesTrainSet(samples, (32, 48), PhotometricConfig(), HomographyConfig(), True, 2, seed=3,
+                          crop=(16, 24))[(0, 1)]
+    assert crop["image"].shape == (1, 16, 24) and crop["labels"].shape == crop["valid"].shape == (2, 3)
+    offsets = [(i, j) for i in range(3) for j in range(4)
+               if torch.equal(whole["labels"][i:i + 2, j:j + 3], crop["labels"])
+               and torch.equal(whole["image"][:, 8 * i:8 * i + 16, 8 * j:8 * j + 24], crop["image"])]
+    assert offsets, "the crop is not a cell-aligned block of the uncropped sample"

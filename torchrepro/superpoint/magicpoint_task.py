@@ -43,7 +43,7 @@ class MagicPointTask(TaskModule):
         super().__init__(cfg)
         m: MagicPointModel = cfg.model
         self.m = m
-        self.net = SuperPointNet(descriptor=False, batchnorm=m.batchnorm)
+        self.net = SuperPointNet(descriptor=False, batchnorm=m.batchnorm, dustbin_prior=m.dustbin_prior)
         self._baselines: dict[tuple[int, int], dict[str, float | np.ndarray]] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

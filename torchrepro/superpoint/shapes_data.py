@@ -26,6 +26,7 @@ from torchrepro.core.data import ResumableLoader, ResumableSampler
 from torchrepro.core.errors import DataError
 from torchrepro.core.evaluation import eval_loader
 from torchrepro.core.seeding import derive_seed
+from torchrepro.nn.superpoint import CELL
 from torchrepro.superpoint.config import MagicPointData
 from torchrepro.superpoint.homography import (HomographyConfig, inside_mask, sample_homography, valid_mask,
                                               warp_image, warp_points)
@@ -58,8 +59,9 @@ class ShapesTrainSet(Dataset):
     """Augmented Synthetic Shapes for detector training; samples are keyed by ``(epoch, index)``."""
 
     def __init__(self, samples: list[Sample], size: tuple[int, int], photometric: PhotometricConfig,
-                 homographic: HomographyConfig, homographic_enable: bool, border_margin: int, seed: int) -> None:
-        self.samples, self.size, self.seed = samples, tuple(size), seed
+                 homographic: HomographyConfig, homographic_enable: bool, border_margin: int, seed: int,
+                 crop: tuple[int, int] | None = None) -> None:
+        self.samples, self.size, self.seed, self.crop = samples, tuple(size), seed, crop
         self.photometric, self.homographic = photometric, homographic
         self.homographic_enable, self.border_margin = homographic_enable, border_margin
 
@@ -80,8 +82,18 @@ class ShapesTrainSet(Dataset):
             valid = valid_mask(self.size, homography, self.size, erosion=self.border_margin)
         tie_break = torch.Generator().manual_seed(derive_seed(self.seed, "labels", epoch, index))
         labels = cell_labels([torch.from_numpy(np.asarray(points, np.float32))], *self.size, tie_break)[0]
-        return {"image": _to_tensor(image), "labels": labels,
-                "valid": cell_valid(torch.from_numpy(valid)[None])[0]}
+        sample = {"image": _to_tensor(image), "labels": labels, "valid": cell_valid(torch.from_numpy(valid)[None])[0]}
+        return sample if self.crop is None else _crop_cells(sample, self.crop, rng)
+
+
+def _crop_cells(sample: dict[str, torch.Tensor], crop: tuple[int, int], rng: np.random.Generator) -> dict:
+    """A random crop of ``crop`` (rows, cols) pixels at a whole-cell offset, so that the cell labels and valid
+    cells are sliced, not recomputed."""
+    hc, wc = sample["labels"].shape
+    ch, cw = crop[0] // CELL, crop[1] // CELL
+    i, j = int(rng.integers(0, hc - ch + 1)), int(rng.integers(0, wc - cw + 1))
+    return {"image": sample["image"][:, i * CELL:(i + ch) * CELL, j * CELL:(j + cw) * CELL],
+            "labels": sample["labels"][i:i + ch, j:j + cw], "valid": sample["valid"][i:i + ch, j:j + cw]}
 
 
 class ShapesEvalSet(Dataset):
@@ -148,7 +160,8 @@ class ShapesDataModule(pl.LightningDataModule):
         size = tuple(d.image_size)
         if self.train_set is None and stage in (None, "fit"):
             self.train_set = ShapesTrainSet(self._samples("train"), size, d.photometric, d.homographic,
-                                            d.homographic_enable, d.valid_border_margin, self.cfg.seed)
+                                            d.homographic_enable, d.valid_border_margin, self.cfg.seed,
+                                            tuple(d.train_crop) if d.train_crop else None)
         if self.val_set is None:
             self.val_set = ShapesEvalSet(self._samples("val"), size, d.homographic, self.cfg.seed)
         if self.test_set is None and stage in (None, "fit", "test"):
