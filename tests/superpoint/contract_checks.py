@@ -35,6 +35,7 @@ def check_superpoint_run(config: Path, overrides: list[str], cwd: Path, run: Pat
     _scored_once(stdout, "hcorr@3")
     table = (run / "hpatches.md").read_text()
     assert "held-out test split" in table and "| SuperPoint (ours) |" in table and "| SIFT |" in table, table
+    assert (run / "matches.png").is_file()
 
     # superpoint-match: two held-out pictures of one viewpoint sequence, a PNG of the matches
     sequence = next(sorted(cwd.glob("data/synthetic/superpoint_photos/*/hpatches_test/v_*")).__iter__())

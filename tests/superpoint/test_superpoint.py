@@ -30,7 +30,8 @@ def test_shipped_configs_parse(tmp_path: Path) -> None:
     m = cfg.model
     assert (m.lambda_d, m.lambda_loss, m.positive_margin, m.negative_margin) == (250.0, 1e-4, 1.0, 0.2)
     assert (m.nms_radius, m.descriptor_nms_radius, m.top_k, m.top_k_descriptors) == (4, 8, 300, 1000)
-    assert cfg.data.adaptation.num_homographies == 100 and cfg.data.homographic.patch_ratio == 0.85
+    assert cfg.data.homographic.patch_ratio == 0.85 and cfg.model.init == "labeler"
+    assert (cfg.data.adaptation.num_homographies, cfg.data.adaptation.detection_threshold) == (25, 0.005)  # budget
     folders = [f"data.{k}={tmp_path}" for k in ("images", "val_hpatches", "test_hpatches")]
     real = resolve_config(HPATCHES, [*folders, "data.labeler=shi"])
     assert (real.data.source, real.data.image_size, real.data.batch_size) == ("folders", [240, 320], 2)

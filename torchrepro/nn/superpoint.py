@@ -88,7 +88,7 @@ class SuperPointNet(nn.Module):
         no point (about 97 % of Synthetic Shapes' cells); a CPU budget cannot spare them."""
         if not 0.0 < prior < 1.0:
             raise ValueError(f"dustbin_prior must be in (0, 1), got {prior}")
-        last = next(m for m in reversed(self.detector) if isinstance(m, nn.Conv2d))
+        last = self.detector[-1]  # the 1×1 convolution, or the BatchNorm after it (whose shift then sets the logits)
         last.bias.zero_()
         last.bias[-1] = math.log(prior * CELL * CELL / (1.0 - prior))
 

@@ -128,10 +128,11 @@ RECIPE = register(Recipe(
     default_mode="max",
     baseline_metric="baseline_shi_mAP",
     synthetic_config="configs/magicpoint_shapes.yaml",
-    # 2 images per primitive per split (18 / 18 / 18), 32x48 pixels: 3 steps of 8 images per epoch, two epochs;
+    # 2 images per primitive per split (18 / 18 / 18), 32x48 pixels, 16x24 training crops: 3 steps of 8 crops per
+    # epoch, two epochs;
     # evaluation one image at a time so that one process and two ranks run the same forward passes
     tiny_overrides=("data.shapes_train=2", "data.shapes_val=2", "data.shapes_test=2", "data.image_size=[32,48]",
-                    "data.batch_size=8", "data.eval_batch_size=1", "trainer.max_epochs=2"),
+                    "data.train_crop=[16,24]", "data.batch_size=8", "data.eval_batch_size=1", "trainer.max_epochs=2"),
 ))
 
 
@@ -212,7 +213,9 @@ class SuperPointModel:
 
     Loss (Eq. 1, 6): ``lambda_d`` (250) weighs the positive hinge (margin ``positive_margin`` 1) against the
     negative one (``negative_margin`` 0.2); ``lambda_loss`` (1e-4) weighs L_d against the two detector losses.
-    ``init``: a MagicPoint checkpoint whose encoder and detector head start the network (null: from scratch).
+    ``init``: a MagicPoint checkpoint whose encoder and detector head start the network, or ``labeler``: the
+    checkpoint that labelled the pictures (``data.labeler``); null: from scratch, the detector then at
+    P(no point) = ``dustbin_prior`` when given, as MagicPoint's.
     Scoring: ``detection_threshold``; repeatability / MLE on the best ``top_k`` (300) shared points with NMS
     ``nms_radius`` (4); descriptors on the best ``top_k_descriptors`` (1,000) with NMS ``descriptor_nms_radius``
     (8); correct within ``correct_distance`` (3 px). ``baselines``: OpenCV detectors scored on the same pairs.
@@ -220,6 +223,7 @@ class SuperPointModel:
 
     batchnorm: bool = True
     init: str | None = None
+    dustbin_prior: float | None = None
     positive_margin: float = 1.0
     negative_margin: float = 0.2
     lambda_d: float = 250.0
@@ -234,7 +238,9 @@ class SuperPointModel:
     baselines: list[str] = field(default_factory=lambda: ["sift", "orb"])
 
     def check(self, where: str) -> None:
-        if self.init is not None and not Path(self.init).is_file():
+        if self.dustbin_prior is not None and not 0.0 < self.dustbin_prior < 1.0:
+            raise ConfigError(f"config key '{where}.dustbin_prior' must be in (0, 1) or null, got {self.dustbin_prior}")
+        if self.init not in (None, "labeler") and not Path(self.init).is_file():
             raise ConfigError(f"config key '{where}.init' names '{self.init}', which is not a file: give a MagicPoint "
                               f"checkpoint (runs/<name>/checkpoints/best.ckpt) or null")
         for key in ("lambda_d", "lambda_loss", "positive_margin", "correct_distance"):
@@ -267,11 +273,15 @@ SUPERPOINT = register(Recipe(
     default_mode="max",
     baseline_metric="baseline_sift_hcorr@3",
     synthetic_config="configs/superpoint_photos.yaml",
-    # 1 crop per training photo at 32x48, labels by Homographic Adaptation of Shi-Tomasi with 2 warps (no
+    # 1 crop per training photo at 32x48, labels by Homographic Adaptation of Shi-Tomasi with 2 warps, from scratch (no
     # MagicPoint run needed); HPatches pairs one at a time
     tiny_overrides=("data.crops_per_photo=1", "data.image_size=[32,48]", "data.batch_size=4", "data.labeler=shi",
+                    "model.init=null",
                     "data.adaptation.num_homographies=2", "data.hpatches_size=[48,64]", "trainer.max_epochs=2"),
-    report_figures=(),
+    report_figures=(  # written by torchrepro.superpoint.superpoint_task.HPatchesTable
+        ("matches.png", "SuperPoint's mutual nearest-neighbour matches on the first viewpoint pair of the last "
+                        "evaluated split: RANSAC inliers green, outliers red."),
+    ),
 ))
 
 register_tool(Tool("superpoint-match", "match two pictures with a SuperPoint checkpoint; a PNG of the matches",

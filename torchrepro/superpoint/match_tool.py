@@ -60,13 +60,14 @@ def match_pictures(net, image1: np.ndarray, image2: np.ndarray, top_k: int, thre
     from torchrepro.superpoint.pairs_data import pad_to_cells
 
     found = []
+    device = next(net.parameters()).device
     with torch.inference_mode():
         for image in (image1, image2):
-            tensor = torch.from_numpy(pad_to_cells(image).astype(np.float32) / 255.0)[None, None]
+            tensor = torch.from_numpy(pad_to_cells(image).astype(np.float32) / 255.0)[None, None].to(device)
             out = net(tensor)
             xy, scores, desc = keypoints_and_descriptors(out["semi"][0], out["desc"][0], image.shape, threshold,
                                                          nms_radius, top_k)
-            found.append((xy.numpy(), scores.numpy(), desc.numpy()))
+            found.append((xy.cpu().numpy(), scores.cpu().numpy(), desc.cpu().numpy()))
     (kp1, _, d1), (kp2, _, d2) = found
     matches = mutual_nn_matches(d1, d2, "l2")
     homography, inliers = estimate_homography(kp1, kp2, matches)

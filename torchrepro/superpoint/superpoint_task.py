@@ -24,7 +24,7 @@ import torch
 from torchrepro.core.callbacks import RunArtefacts
 from torchrepro.core.checkpoint_io import load_checkpoint
 from torchrepro.core.config import Config
-from torchrepro.core.errors import CheckpointError
+from torchrepro.core.errors import CheckpointError, ConfigError
 from torchrepro.core.task import TaskModule
 from torchrepro.nn.superpoint import SuperPointNet
 from torchrepro.superpoint.baselines import ClassicalDetector
@@ -45,9 +45,13 @@ class SuperPointTask(TaskModule):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         self.m: SuperPointModel = cfg.model
-        self.net = SuperPointNet(descriptor=True, batchnorm=self.m.batchnorm)
-        if self.m.init is not None:
-            load_magicpoint(self.net, Path(self.m.init))
+        self.net = SuperPointNet(descriptor=True, batchnorm=self.m.batchnorm, dustbin_prior=self.m.dustbin_prior)
+        init = cfg.data.labeler if self.m.init == "labeler" else self.m.init
+        if init is not None:
+            if not str(init).endswith(".ckpt"):
+                raise ConfigError(f"model.init=labeler needs a checkpoint in data.labeler, got '{init}': give a "
+                                  f"MagicPoint checkpoint there, or set model.init=null")
+            load_magicpoint(self.net, Path(init))
         self._baselines: dict[tuple[bool, int], dict[str, dict]] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -173,8 +177,28 @@ def hpatches_tables(metrics: dict[str, float], baselines: list[str], prefix: str
     return markdown_table(rows, list(KINDS) + ["all"])
 
 
+def draw_first_viewpoint_pair(module: SuperPointTask, dataset, out: Path) -> Path | None:  # noqa: ANN001
+    """``matches.png``: SuperPoint's mutual matches on the first viewpoint pair of ``dataset`` (an
+    :class:`HPatchesEvalSet`), RANSAC inliers green and outliers red, as ``superpoint-match`` draws them."""
+    from torchrepro.superpoint.baselines import draw_matches
+    from torchrepro.superpoint.match_tool import match_pictures
+
+    pairs = getattr(dataset, "pairs", None)
+    index = next((i for i in range(len(pairs)) if pairs[i].kind == "viewpoint"), None) if pairs else None
+    if index is None:
+        return None
+    pair, m = pairs[index], module.m
+    was_training = module.net.training
+    module.net.eval()
+    found = match_pictures(module.net, pair.image1, pair.image2, m.top_k_descriptors,
+                           m.detection_threshold, m.descriptor_nms_radius)
+    module.net.train(was_training)
+    return draw_matches(pair.image1, pair.image2, found["kp1"], found["kp2"], found["matches"], found["inliers"], out)
+
+
 class HPatchesTable(RunArtefacts):
-    """Writes ``hpatches.md``: the HPatches table of the last evaluation (test when scored, else validation)."""
+    """Writes ``hpatches.md``, the HPatches table of the last evaluation (test when scored, else validation), and
+    ``matches.png``, the matches of the first viewpoint pair of that split."""
 
     def on_test_end(self, trainer, pl_module) -> None:  # noqa: ANN001 - the held-out figures replace validation's
         self._write(trainer, pl_module)
@@ -187,6 +211,8 @@ class HPatchesTable(RunArtefacts):
         title = "held-out test split" if prefix else "validation split"
         text = f"# HPatches protocol on the {title}\n\n" + hpatches_tables(metrics, module.m.baselines, prefix)
         (run_dir / "hpatches.md").write_text(text + "\n")
+        data = trainer.datamodule
+        draw_first_viewpoint_pair(module, data.test_set if prefix else data.val_set, run_dir / "matches.png")
 
 
 def build(cfg: Config) -> tuple[SuperPointTask, SuperPointDataModule]:
