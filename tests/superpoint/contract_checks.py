@@ -1,14 +1,12 @@
 """The SuperPoint recipes' own checks on the recipe contract's tiny runs (tests/test_contract.py calls them after its
 step 1), so the suite trains each tiny run once: the untrained model and the classical baselines, the test split
-scored once, the HPatches table, and the tools that take a run's checkpoint (``superpoint-match`` on two held-out
-pictures, ``superpoint-export`` labelling pictures with it)."""
+scored once, the HPatches table and the match picture, and ``superpoint-match`` on two held-out pictures with the
+run's checkpoint (``superpoint-export`` with a checkpoint is tests/superpoint/test_adaptation.py's)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import numpy as np
 
 from tests.helpers import cli
 
@@ -44,15 +42,3 @@ def check_superpoint_run(config: Path, overrides: list[str], cwd: Path, run: Pat
               sequence / "1.ppm", sequence / "3.ppm", cwd=cwd)
     assert res.returncode == 0, res.stderr[-3000:]
     assert png.is_file() and "mutual matches" in res.stdout, res.stdout
-
-    # superpoint-export with the run's own checkpoint: labels in the pytorch-superpoint layout at its image size
-    out, pictures = cwd / "labels", sequence.parent.parent / "train"
-    res = cli("tool", "superpoint-export", "--ckpt", run / "checkpoints" / "best.ckpt", "--images", pictures,
-              "--out", out, "--num-homographies", "3", cwd=cwd)
-    assert res.returncode == 0, res.stderr[-3000:]
-    meta = json.loads((out / "export.json").read_text())
-    size = meta["image_size"]
-    with np.load(out / f"{sorted(pictures.iterdir())[0].stem}.npz") as npz:
-        pts = npz["pts"]
-    assert pts.ndim == 2 and pts.shape[1] == 3
-    assert ((pts[:, 0] >= 0) & (pts[:, 0] <= size[1] - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= size[0] - 1)).all()

@@ -111,3 +111,14 @@ def test_init_from_a_magicpoint_checkpoint(tmp_path: Path) -> None:
 def test_bad_config_values_give_one_line(capsys, override: str, needle: str) -> None:
     code, _, err = run_main(capsys, "config", PHOTOS, "data.labeler=shi", override)
     assert_one_line_error(code, err, needle)
+
+
+def test_a_quick_subset_of_pairs_spans_both_kinds(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("i_a", "i_b", "v_a", "v_b"):
+        images = [rng.integers(0, 255, (16, 24, 3), dtype=np.uint8) for _ in range(6)]
+        write_sequence(tmp_path, name, images, [np.eye(3)] * 5)
+    subset = HPatchesEvalSet(tmp_path, max_side=None, max_pairs=4)
+    assert len(subset) == 4 and subset.chosen == [0, 6, 13, 19]
+    assert [bool(subset[i]["viewpoint"]) for i in range(4)] == [False, False, True, True]
+    assert len(HPatchesEvalSet(tmp_path, max_side=None)) == 20

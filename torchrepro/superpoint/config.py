@@ -156,7 +156,8 @@ class SuperPointData:
     Training pairs: ``image_size`` (rows, cols) grey pictures, each with a warp drawn from ``homographic``
     (cells within ``valid_border_margin`` px of the warp's border are left out), both photometrically augmented.
     The generated HPatches-layout sequences are ``hpatches_size`` (rows, cols); HPatches images are shrunk to
-    ``hpatches_max_side`` for scoring (rpautrat evaluates at 240×320).
+    ``hpatches_max_side`` for scoring (rpautrat evaluates at 240×320). ``hpatches_pairs``: score only that many
+    pairs of each folder, spread evenly over its sequences (quick runs; null: every pair, the protocol).
     """
 
     source: Literal["photos", "folders"] = "photos"
@@ -171,6 +172,7 @@ class SuperPointData:
     image_size: list[int] = field(default_factory=lambda: [120, 160])
     hpatches_size: list[int] = field(default_factory=lambda: [240, 320])
     hpatches_max_side: int | None = 320
+    hpatches_pairs: int | None = None
     batch_size: int = 16
     num_workers: int = 0
     photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
@@ -199,6 +201,9 @@ class SuperPointData:
         if len(self.hpatches_size) != 2 or min(self.hpatches_size) < 2 * CELL:
             raise ConfigError(f"config key '{where}.hpatches_size' must be [rows, cols] of at least {2 * CELL} px, got "
                               f"{self.hpatches_size}")
+        if self.hpatches_pairs is not None and self.hpatches_pairs < 1:
+            raise ConfigError(f"config key '{where}.hpatches_pairs' must be >= 1 or null (every pair), got "
+                              f"{self.hpatches_pairs}")
         if self.hpatches_max_side is not None and self.hpatches_max_side < 2 * CELL:
             raise ConfigError(f"config key '{where}.hpatches_max_side' must be >= {2 * CELL} or null, got "
                               f"{self.hpatches_max_side}")
@@ -273,11 +278,13 @@ SUPERPOINT = register(Recipe(
     default_mode="max",
     baseline_metric="baseline_sift_hcorr@3",
     synthetic_config="configs/superpoint_photos.yaml",
-    # 1 crop per training photo at 32x48, labels by Homographic Adaptation of Shi-Tomasi with 2 warps, from scratch (no
+    # 1 crop per training photo at 32x48, 6 HPatches pairs a split, labels by Homographic Adaptation of Shi-Tomasi
+    # with 2 warps, from scratch (no
     # MagicPoint run needed); HPatches pairs one at a time
     tiny_overrides=("data.crops_per_photo=1", "data.image_size=[32,48]", "data.batch_size=4", "data.labeler=shi",
                     "model.init=null",
-                    "data.adaptation.num_homographies=2", "data.hpatches_size=[48,64]", "trainer.max_epochs=2"),
+                    "data.adaptation.num_homographies=2", "data.hpatches_size=[48,64]", "data.hpatches_pairs=6",
+                    "trainer.max_epochs=2"),
     report_figures=(  # written by torchrepro.superpoint.superpoint_task.HPatchesTable
         ("matches.png", "SuperPoint's mutual nearest-neighbour matches on the first viewpoint pair of the last "
                         "evaluated split: RANSAC inliers green, outliers red."),

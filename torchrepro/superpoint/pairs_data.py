@@ -117,17 +117,21 @@ def pad_to_cells(image: np.ndarray) -> np.ndarray:
 class HPatchesEvalSet(Dataset):
     """HPatches ``(1, k)`` pairs for the network: grey [1, H, W] tensors padded to cells, H, sizes and kind."""
 
-    def __init__(self, root: Path, max_side: int | None) -> None:
+    def __init__(self, root: Path, max_side: int | None, max_pairs: int | None = None) -> None:
         self.pairs = HPatchesPairs(root, max_side=max_side, grey=True)
         if len(self.pairs) == 0:
             raise DataError(f"HPatches folder '{root}' has no sequences: point the config at "
                             f"hpatches-sequences-release/ (i_*/ and v_* folders)")
+        n = len(self.pairs)
+        # a quick run's subset, spread evenly so that both kinds (i_* sort before v_*) are in it
+        self.chosen = list(range(n)) if max_pairs is None or max_pairs >= n else \
+            [int(i) for i in np.linspace(0, n - 1, max_pairs).round()]
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.chosen)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        pair = self.pairs[index]
+        pair = self.pairs[self.chosen[index]]
         return {"image1": _to_tensor(pad_to_cells(pair.image1)), "image2": _to_tensor(pad_to_cells(pair.image2)),
                 "shape1": torch.tensor(pair.image1.shape), "shape2": torch.tensor(pair.image2.shape),
                 "homography": torch.from_numpy(np.asarray(pair.H, np.float64)),
@@ -199,9 +203,9 @@ class SuperPointDataModule(pl.LightningDataModule):
             self.train_set = LabelledPairSet(list_images(self.images_dir()), self.labels_dir(), size,
                                              d.photometric, d.homographic, d.valid_border_margin, self.cfg.seed)
         if self.val_set is None:
-            self.val_set = HPatchesEvalSet(self.hpatches_dir("val"), d.hpatches_max_side)
+            self.val_set = HPatchesEvalSet(self.hpatches_dir("val"), d.hpatches_max_side, d.hpatches_pairs)
         if self.test_set is None and self.has_test_split and stage in (None, "fit", "test"):
-            self.test_set = HPatchesEvalSet(self.hpatches_dir("test"), d.hpatches_max_side)
+            self.test_set = HPatchesEvalSet(self.hpatches_dir("test"), d.hpatches_max_side, d.hpatches_pairs)
 
     def train_dataloader(self) -> DataLoader:
         sampler = ResumableSampler(self.train_set, seed=self.cfg.seed, shuffle=True, keyed=True)

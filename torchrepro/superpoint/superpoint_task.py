@@ -184,7 +184,8 @@ def draw_first_viewpoint_pair(module: SuperPointTask, dataset, out: Path) -> Pat
     from torchrepro.superpoint.match_tool import match_pictures
 
     pairs = getattr(dataset, "pairs", None)
-    index = next((i for i in range(len(pairs)) if pairs[i].kind == "viewpoint"), None) if pairs else None
+    chosen = getattr(dataset, "chosen", [])
+    index = next((i for i in chosen if pairs[i].kind == "viewpoint"), None) if pairs else None
     if index is None:
         return None
     pair, m = pairs[index], module.m
