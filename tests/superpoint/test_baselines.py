@@ -16,7 +16,7 @@ from torchrepro.superpoint.hpatches_metrics import (
     evaluate_pair,
     homography_correct,
     mutual_nn_matches,
-    repeatability,
+    repeatability_and_mle,
     shared_points,
 )
 
@@ -61,10 +61,10 @@ def test_sift_chain_recovers_homography(pair: tuple[np.ndarray, np.ndarray], tmp
     matches = mutual_nn_matches(d1[i1], d2[i2], "l2")
     assert homography_correct(kp1[i1], kp2[i2], matches, H_VIEW, shape)[3]
 
-    rep = repeatability(kp1, kp2, H_VIEW, shape, shape, 3, s1, s2, keep_k=300)
+    rep = repeatability_and_mle(kp1, kp2, H_VIEW, shape, shape, 3, s1, s2, keep_k=300)[0]
     rng = np.random.default_rng(0)
     rand1, rand2 = rng.uniform(0, 511, (300, 2)), rng.uniform(0, 511, (300, 2))
-    rep_random = repeatability(rand1, rand2, H_VIEW, shape, shape, 3)
+    rep_random = repeatability_and_mle(rand1, rand2, H_VIEW, shape, shape, 3)[0]
     assert rep > 0.3 and rep > 4 * rep_random
 
     r = evaluate_pair(kp1, s1, d1, kp2, s2, d2, H_VIEW, shape, shape, kind="viewpoint", metric="l2")

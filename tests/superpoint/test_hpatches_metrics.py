@@ -14,12 +14,10 @@ from torchrepro.superpoint.hpatches_metrics import (
     evaluate_pair,
     evaluate_pairs,
     homography_correct,
-    localization_error,
     markdown_table,
     matching_score,
     mutual_nn_matches,
     nn_map,
-    repeatability,
     repeatability_and_mle,
     top_k,
     visible_mask,
@@ -40,10 +38,12 @@ def test_repeatability_and_mle_hand_values() -> None:
     rep, mle = repeatability_and_mle(kp1, kp2, np.eye(3), (100, 100), (100, 100), distance=3)
     assert rep == pytest.approx(4 / 6)  # (c1 + c2) / (N1 + N2) = (2 + 2) / (3 + 3)
     assert mle == pytest.approx((1 + 2 + 1 + 2) / 4)
-    assert repeatability(kp1, kp2, np.eye(3), (100, 100), (100, 100)) == pytest.approx(2 / 3)
-    assert localization_error(kp1, kp2, np.eye(3), (100, 100), (100, 100)) == pytest.approx(1.5)
+    rep, mle = repeatability_and_mle(kp1, kp2, np.eye(3), (100, 100), (100, 100))
+    assert rep == pytest.approx(2 / 3)
+    assert mle == pytest.approx(1.5)
     # ε = 1.5 keeps only the 1-px pair
-    assert repeatability(kp1, kp2, np.eye(3), (100, 100), (100, 100), distance=1.5) == pytest.approx(2 / 6)
+    assert repeatability_and_mle(kp1, kp2, np.eye(3), (100, 100), (100, 100), distance=1.5)[0] == pytest.approx(
+        2 / 6)
 
     # A translation by (+5, 0): points that leave the other image are not counted (visibility filter).
     H = _translation(5, 0)
@@ -54,12 +54,12 @@ def test_repeatability_and_mle_hand_values() -> None:
 
     # keep_k keeps the best points *after* the visibility filter: drop the unmatched third points
     s1, s2 = np.array([3.0, 2.0, 1.0, 9.0]), np.array([3.0, 2.0, 1.0, 9.0])
-    assert repeatability(kp1t, kp2t, H, (100, 100), (100, 100), scores1=s1, scores2=s2, keep_k=2) == 1.0
+    assert repeatability_and_mle(kp1t, kp2t, H, (100, 100), (100, 100), scores1=s1, scores2=s2, keep_k=2)[0] == 1.0
 
     with pytest.raises(ValueError, match="keep_k needs scores"):
-        repeatability(kp1, kp2, np.eye(3), (100, 100), (100, 100), keep_k=2)
+        repeatability_and_mle(kp1, kp2, np.eye(3), (100, 100), (100, 100), keep_k=2)
     # degenerate cases
-    assert math.isnan(repeatability(np.zeros((0, 2)), np.zeros((0, 2)), np.eye(3), (10, 10), (10, 10)))
+    assert math.isnan(repeatability_and_mle(np.zeros((0, 2)), np.zeros((0, 2)), np.eye(3), (10, 10), (10, 10))[0])
     rep0, mle0 = repeatability_and_mle(kp1, np.zeros((0, 2)), np.eye(3), (100, 100), (100, 100))
     assert rep0 == 0.0 and math.isnan(mle0)
 

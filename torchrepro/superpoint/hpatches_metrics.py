@@ -129,36 +129,6 @@ def repeatability_and_mle(
     return float(rep), mle
 
 
-def repeatability(
-    kp1_xy: np.ndarray,
-    kp2_xy: np.ndarray,
-    H: np.ndarray,
-    shape1: Sequence[int],
-    shape2: Sequence[int],
-    distance: float = 3.0,
-    scores1: np.ndarray | None = None,
-    scores2: np.ndarray | None = None,
-    keep_k: int | None = None,
-) -> float:
-    """Repeatability of one pair; see :func:`repeatability_and_mle` for the definition."""
-    return repeatability_and_mle(kp1_xy, kp2_xy, H, shape1, shape2, distance, scores1, scores2, keep_k)[0]
-
-
-def localization_error(
-    kp1_xy: np.ndarray,
-    kp2_xy: np.ndarray,
-    H: np.ndarray,
-    shape1: Sequence[int],
-    shape2: Sequence[int],
-    distance: float = 3.0,
-    scores1: np.ndarray | None = None,
-    scores2: np.ndarray | None = None,
-    keep_k: int | None = None,
-) -> float:
-    """Mean localisation error (MLE, px) of one pair; see :func:`repeatability_and_mle` for the definition."""
-    return repeatability_and_mle(kp1_xy, kp2_xy, H, shape1, shape2, distance, scores1, scores2, keep_k)[1]
-
-
 # ---------------------------------------------------------------------------------------------------- descriptors
 def _pairwise_chunk(a: np.ndarray, b: np.ndarray, metric: Metric) -> np.ndarray:
     """Descriptor distances of a row chunk ``a`` to all of ``b`` (float64; exact integers for Hamming)."""

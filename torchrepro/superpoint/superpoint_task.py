@@ -29,8 +29,9 @@ from torchrepro.core.task import TaskModule
 from torchrepro.nn.superpoint import SuperPointNet
 from torchrepro.superpoint.baselines import ClassicalDetector
 from torchrepro.superpoint.config import SuperPointModel
-from torchrepro.superpoint.hpatches_metrics import METRICS, evaluate_pair, evaluate_pairs, markdown_table
-from torchrepro.superpoint.keypoints import extract_keypoints, heatmap_from_logits, keypoints_and_descriptors
+from torchrepro.superpoint.hpatches_metrics import (METRICS, evaluate_pair, evaluate_pairs, markdown_table,
+                                                    repeatability_and_mle)
+from torchrepro.superpoint.keypoints import extract_keypoints, heatmap_from_logits, sample_descriptors
 from torchrepro.superpoint.losses import descriptor_hinge_loss, detector_loss
 from torchrepro.superpoint.pairs_data import SuperPointDataModule
 
@@ -77,28 +78,28 @@ class SuperPointTask(TaskModule):
 
     # ------------------------------------------------------------------------------------------ evaluation
     def _detect(self, image: torch.Tensor, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-        """Key points with NMS 4 (detector metrics) and NMS 8 with descriptors (descriptor metrics) of one image."""
+        """Key points with NMS 4 (detector metrics) and NMS 8 with descriptors (descriptor metrics) of one image,
+        both from one forward and one heatmap."""
         out = self.net(image[None])
         heat = heatmap_from_logits(out["semi"])[0, : shape[0], : shape[1]].float()  # drop the padding
         m = self.m
         xy, scores = extract_keypoints(heat, m.detection_threshold, m.nms_radius, None, m.border)
-        xy_d, scores_d, desc = keypoints_and_descriptors(out["semi"][0], out["desc"][0], shape, m.detection_threshold,
-                                                         m.descriptor_nms_radius, m.top_k_descriptors, m.border)
+        xy_d, scores_d = extract_keypoints(heat, m.detection_threshold, m.descriptor_nms_radius, m.top_k_descriptors,
+                                           m.border)
+        desc = sample_descriptors(out["desc"][0].float(), xy_d)
         return {"xy": xy.cpu().numpy(), "scores": scores.cpu().numpy(), "xy_d": xy_d.cpu().numpy(),
                 "scores_d": scores_d.cpu().numpy(), "desc": desc.cpu().numpy()}
 
     def _score_pair(self, a: dict, b: dict, homography: np.ndarray, shape1: tuple, shape2: tuple, kind: str,
                     metric: str) -> dict:
-        """Detector metrics on the NMS-4 points, descriptor metrics on the NMS-8 ones (evaluate_pair twice)."""
+        """Descriptor metrics on the NMS-8 points (:func:`evaluate_pair`), repeatability and MLE on the NMS-4 ones."""
         m = self.m
-        det = evaluate_pair(a["xy"], a["scores"], np.zeros((len(a["xy"]), 1), np.float32), b["xy"], b["scores"],
-                            np.zeros((len(b["xy"]), 1), np.float32), homography, shape1, shape2, kind=kind,
-                            distance=m.correct_distance, keep_k_rep=m.top_k, keep_k_desc=1)
-        des = evaluate_pair(a["xy_d"], a["scores_d"], a["desc"], b["xy_d"], b["scores_d"], b["desc"], homography,
-                            shape1, shape2, kind=kind, metric=metric, distance=m.correct_distance,
-                            keep_k_rep=m.top_k, keep_k_desc=m.top_k_descriptors)
-        return {**{k: v for k, v in des.items() if k not in ("repeatability", "mle")},
-                "repeatability": det["repeatability"], "mle": det["mle"]}
+        scored = evaluate_pair(a["xy_d"], a["scores_d"], a["desc"], b["xy_d"], b["scores_d"], b["desc"], homography,
+                               shape1, shape2, kind=kind, metric=metric, distance=m.correct_distance,
+                               keep_k_rep=m.top_k, keep_k_desc=m.top_k_descriptors)
+        scored["repeatability"], scored["mle"] = repeatability_and_mle(
+            a["xy"], b["xy"], homography, shape1, shape2, m.correct_distance, a["scores"], b["scores"], m.top_k)
+        return scored
 
     def _classical(self, batch: dict, key: tuple[bool, int], shapes: tuple[tuple, tuple], kind: str) -> dict:
         if key not in self._baselines:
