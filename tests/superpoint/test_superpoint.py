@@ -19,7 +19,7 @@ from torchrepro.nn.superpoint import SuperPointNet
 from torchrepro.superpoint.augment_config import HomographyConfig, PhotometricConfig
 from torchrepro.superpoint.hpatches import write_sequence
 from torchrepro.superpoint.pairs_data import HPatchesEvalSet, LabelledPairSet
-from torchrepro.superpoint.superpoint_task import load_magicpoint
+from torchrepro.superpoint.superpoint_task import SuperPointTask, load_magicpoint
 
 PHOTOS = REPO / "configs" / "superpoint_photos.yaml"
 HPATCHES = REPO / "configs" / "superpoint_hpatches.yaml"
@@ -107,6 +107,8 @@ def test_init_from_a_magicpoint_checkpoint(tmp_path: Path) -> None:
     ("model.negative_margin=1.5", "model.negative_margin"),
     ("model.baselines=[surf]", "model.baselines"),
     ("model.init=/nonexistent.ckpt", "model.init"),
+    ("model.descriptor_loss=triplet", "model.descriptor_loss"),
+    ("model.sparse_matches=0", "model.sparse_matches"),
 ])
 def test_bad_config_values_give_one_line(capsys, override: str, needle: str) -> None:
     code, _, err = run_main(capsys, "config", PHOTOS, "data.labeler=shi", override)
@@ -122,3 +124,29 @@ def test_a_quick_subset_of_pairs_spans_both_kinds(tmp_path: Path) -> None:
     assert len(subset) == 4 and subset.chosen == [0, 6, 13, 19]
     assert [bool(subset[i]["viewpoint"]) for i in range(4)] == [False, False, True, True]
     assert len(HPatchesEvalSet(tmp_path, max_side=None)) == 20
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")
+def test_the_descriptor_loss_is_selectable(tmp_path: Path) -> None:
+    """``model.descriptor_loss=sparse`` trains on pytorch-superpoint's sampled loss: the task's descriptor term
+    then follows :func:`descriptor_sparse_loss` (seeded by the global RNG, which checkpoints restore), not Eq. 6."""
+    from torchrepro.superpoint.losses import descriptor_hinge_loss, descriptor_sparse_loss
+
+    data = _pair_set(tmp_path)
+    batch = {k: torch.stack([data[(e, 0)][k] for e in range(2)]) for k in data[(0, 0)]}  # two epochs' pairs
+    terms = {}
+    for loss in ("dense", "sparse"):
+        cfg = resolve_config(PHOTOS, ["data.labeler=shi", "model.init=null", f"model.descriptor_loss={loss}",
+                                      "model.lambda_loss=1", "model.lambda_d=1"])
+        torch.manual_seed(0)
+        task = SuperPointTask(cfg).eval()
+        torch.manual_seed(5)
+        terms[loss] = task.losses(batch)["descriptor"]
+        out = task.net(torch.cat((batch["image"], batch["warped"])))
+        desc, desc_w = out["desc"].chunk(2)
+        args = (desc, desc_w, batch["homography"], batch["warped_valid"])
+        torch.manual_seed(5)
+        expected = descriptor_sparse_loss(*args, None, 1000, 100, 1.0, 0.2, 1.0) if loss == "sparse" else \
+            descriptor_hinge_loss(*args, 1.0, 0.2, 1.0)
+        torch.testing.assert_close(terms[loss], expected["loss"])
+    assert not torch.isclose(terms["dense"], terms["sparse"])

@@ -218,6 +218,9 @@ class SuperPointModel:
 
     Loss (Eq. 1, 6): ``lambda_d`` (250) weighs the positive hinge (margin ``positive_margin`` 1) against the
     negative one (``negative_margin`` 0.2); ``lambda_loss`` (1e-4) weighs L_d against the two detector losses.
+    ``descriptor_loss``: ``dense``, the paper's hinge over every pair of cells, or ``sparse``, pytorch-superpoint's
+    sampled version (``sparse_matches`` drawn correspondences, ``sparse_non_matches`` non-matches each; its
+    reference weights are ``lambda_d`` 1 and ``lambda_loss`` 1; :mod:`torchrepro.superpoint.losses`).
     ``init``: a MagicPoint checkpoint whose encoder and detector head start the network, or ``labeler``: the
     checkpoint that labelled the pictures (``data.labeler``); null: from scratch, the detector then at
     P(no point) = ``dustbin_prior`` when given, as MagicPoint's.
@@ -233,6 +236,9 @@ class SuperPointModel:
     negative_margin: float = 0.2
     lambda_d: float = 250.0
     lambda_loss: float = 1e-4
+    descriptor_loss: str = "dense"
+    sparse_matches: int = 1000
+    sparse_non_matches: int = 100
     detection_threshold: float = 0.001
     nms_radius: int = 4
     descriptor_nms_radius: int = 8
@@ -257,7 +263,10 @@ class SuperPointModel:
         for key in ("nms_radius", "descriptor_nms_radius", "border"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{where}.{key}' must be >= 0 pixels, got {getattr(self, key)}")
-        for key in ("top_k", "top_k_descriptors"):
+        if self.descriptor_loss not in ("dense", "sparse"):
+            raise ConfigError(f"config key '{where}.descriptor_loss' must be 'dense' (the paper's Eq. 6 over every "
+                              f"cell pair) or 'sparse' (sampled pairs), got '{self.descriptor_loss}'")
+        for key in ("top_k", "top_k_descriptors", "sparse_matches", "sparse_non_matches"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{where}.{key}' must be >= 1, got {getattr(self, key)}")
         unknown = [b for b in self.baselines if b not in ("sift", "orb")]

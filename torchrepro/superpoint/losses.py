@@ -13,6 +13,13 @@
   averaged over the pairs whose second cell is valid. Its positive and negative parts are returned apart:
   users of both reference implementations report descriptor losses that do not converge, and the two parts
   show which side fails.
+* **Sparse descriptor loss** (pytorch-superpoint's ``sparse_loss``, after the pixelwise contrastive loss of Schmidt
+  et al., RA-L 2017, §III): instead of all (Hc·Wc)² cell pairs, ``matches`` cells of the image are drawn, each with
+  its correspondence (the cell of the warp nearest to its warped centre) and ``non_matches`` random cells of the warp
+  that do not correspond; matches pay λ_d · max(0, m_p − dᵀd') (mean over matches), non-matches
+  max(0, dᵀd' − m_n) summed and divided by the number of them that pay (the "hard negatives") plus one. Memory and
+  time grow with the number of drawn pairs, not with the square of the image area; the reference trains with it at
+  1,000 matches, 100 non-matches each, λ_d 1 and λ 1.
 * The total (Eq. 1): L_p(X, Y) + L_p(X', Y') + λ L_d with λ = 1e-4 (the task sums the terms).
 """
 
@@ -25,7 +32,8 @@ from torch import Tensor
 from torchrepro.nn.superpoint import CELL
 from torchrepro.superpoint.homography import warp_points_torch
 
-__all__ = ["cell_centres", "cell_labels", "cell_valid", "descriptor_hinge_loss", "detector_loss"]
+__all__ = ["cell_centres", "cell_labels", "cell_valid", "descriptor_hinge_loss", "descriptor_sparse_loss",
+           "detector_loss"]
 
 DUSTBIN = CELL * CELL
 
@@ -98,3 +106,47 @@ def descriptor_hinge_loss(desc: Tensor, desc_warped: Tensor, homography: Tensor,
     negative = ((1.0 - s) * F.relu(dot - neg_margin) * weight).sum() / count
     return {"loss": positive + negative, "positive": positive, "negative": negative,
             "positive_pairs": (s * weight).sum() / weight[:, 0, :].sum().clamp_min(1.0)}
+
+
+def descriptor_sparse_loss(desc: Tensor, desc_warped: Tensor, homography: Tensor, valid_cells_warped: Tensor,
+                           generator: torch.Generator | None = None, matches: int = 1000, non_matches: int = 100,
+                           pos_margin: float = 1.0, neg_margin: float = 0.2, lambda_d: float = 1.0,
+                           distance: float = CELL - 0.5) -> dict[str, Tensor]:
+    """The sparse descriptor loss (module docstring) between ``desc`` [B, D, Hc, Wc] and ``desc_warped``.
+
+    Arguments as :func:`descriptor_hinge_loss`; ``generator`` draws the matches and non-matches. A cell corresponds
+    to the warp's cell nearest to its warped centre when that cell is valid and within ``distance`` pixels of it;
+    a non-match is any cell of the warp farther than ``distance`` from the warped centre. Matches are drawn with
+    replacement when an image has fewer than ``matches`` (the reference pads the same way). Returns the dict of
+    :func:`descriptor_hinge_loss`, averaged over the images that have a correspondence, ``"positive_pairs"`` being
+    the fraction of the image's cells that have one.
+    """
+    b, d, hc, wc = desc.shape
+    centres = cell_centres(hc, wc, desc.device)
+    warped = warp_points_torch(centres.expand(b, -1, -1), homography)  # [B, cells, 2]
+    near = ((warped - (CELL - 1) / 2.0) / CELL).round()
+    inside = (near[..., 0] >= 0) & (near[..., 0] < wc) & (near[..., 1] >= 0) & (near[..., 1] < hc)
+    target = (near[..., 1].clamp(0, hc - 1) * wc + near[..., 0].clamp(0, wc - 1)).long()  # [B, cells]
+    valid_w = valid_cells_warped.flatten(1)
+    close = (warped - centres[target]).norm(dim=-1) <= distance
+    has_match = inside & close & valid_w.gather(1, target)
+    a, w = desc.flatten(2).transpose(1, 2), desc_warped.flatten(2).transpose(1, 2)  # [B, cells, D]
+    parts: dict[str, list[Tensor]] = {"positive": [], "negative": []}
+    for i in range(b):
+        cells = has_match[i].nonzero()[:, 0]
+        if cells.numel() == 0:
+            continue
+        drawn = cells[torch.randint(cells.numel(), (matches,), generator=generator).to(cells.device)] \
+            if cells.numel() < matches else cells[torch.randperm(cells.numel(), generator=generator)[:matches]]
+        dot_match = (a[i, drawn] * w[i, target[i, drawn]]).sum(-1)
+        parts["positive"].append(lambda_d * F.relu(pos_margin - dot_match).mean())
+        others = torch.randint(hc * wc, (drawn.numel(), non_matches), generator=generator).to(desc.device)
+        far = (warped[i, drawn][:, None] - centres[others]).norm(dim=-1) > distance
+        penalty = F.relu((a[i, drawn][:, None] * w[i, others]).sum(-1) - neg_margin) * far
+        parts["negative"].append(penalty.sum() / ((penalty > 0).sum() + 1))
+    if not parts["positive"]:  # no image has a correspondence: nothing to learn from this batch
+        zero = desc.sum() * 0.0
+        return {"loss": zero, "positive": zero, "negative": zero, "positive_pairs": zero.detach()}
+    positive, negative = torch.stack(parts["positive"]).mean(), torch.stack(parts["negative"]).mean()
+    return {"loss": positive + negative, "positive": positive, "negative": negative,
+            "positive_pairs": has_match.float().mean()}

@@ -2,7 +2,8 @@
 
 Training (Eq. 1): L = L_p(X, Y) + L_p(X', Y') + λ L_d(D, D', S) on pairs of a photograph X with its pseudo ground
 truth Y (Homographic Adaptation of MagicPoint, §5) and its random warp X'. The descriptor loss's positive and
-negative parts are logged apart (``descriptor_positive``, ``descriptor_negative``): users of both reference
+negative parts are logged apart (``descriptor_positive``, ``descriptor_negative``); L_d is the paper's dense hinge or
+pytorch-superpoint's sparse sampled version (``model.descriptor_loss``): users of both reference
 implementations report descriptor losses that do not converge, and the two parts show which side fails.
 
 Every evaluation runs the HPatches protocol (§7.1, §7.3; :func:`torchrepro.superpoint.hpatches_metrics.evaluate_pair`)
@@ -32,7 +33,7 @@ from torchrepro.superpoint.config import SuperPointModel
 from torchrepro.superpoint.hpatches_metrics import (METRICS, evaluate_pair, evaluate_pairs, markdown_table,
                                                     repeatability_and_mle)
 from torchrepro.superpoint.keypoints import extract_keypoints, heatmap_from_logits, sample_descriptors
-from torchrepro.superpoint.losses import descriptor_hinge_loss, detector_loss
+from torchrepro.superpoint.losses import descriptor_hinge_loss, descriptor_sparse_loss, detector_loss
 from torchrepro.superpoint.pairs_data import SuperPointDataModule
 
 KINDS = ("viewpoint", "illumination")
@@ -66,8 +67,13 @@ class SuperPointTask(TaskModule):
         both = self.net(torch.cat((batch["image"], batch["warped"])))  # one forward for X and X'
         semi, semi_w = both["semi"].chunk(2)
         desc, desc_w = both["desc"].chunk(2)
-        parts = descriptor_hinge_loss(desc, desc_w, batch["homography"], batch["warped_valid"], m.positive_margin,
-                                      m.negative_margin, m.lambda_d)
+        if m.descriptor_loss == "sparse":  # draws from the global RNG, which checkpoints save and restore
+            parts = descriptor_sparse_loss(desc, desc_w, batch["homography"], batch["warped_valid"], None,
+                                           m.sparse_matches, m.sparse_non_matches, m.positive_margin,
+                                           m.negative_margin, m.lambda_d)
+        else:
+            parts = descriptor_hinge_loss(desc, desc_w, batch["homography"], batch["warped_valid"], m.positive_margin,
+                                          m.negative_margin, m.lambda_d)
         n = batch["image"].shape[0]
         for name in ("positive", "negative"):
             self.log(f"descriptor_{name}", parts[name], batch_size=n)
