@@ -41,8 +41,8 @@ class Recipe:
       caption)`` of each PNG its artefact callbacks write into the run directory, in the order the report shows
       them. PNGs of the run directory not listed here follow them, under their file names.
     * ``demo``: the module that defines the recipe's live page of ``torchrepro serve``, ``page(runs_dir: Path)``
-      (a Streamlit page, see :mod:`torchrepro.core.serve_app`), or None (no live page). Imported on first use,
-      like ``task``.
+      (a Streamlit page, see :mod:`torchrepro.core.serve_app`), or ``"module:function"`` when one module holds
+      the pages of several recipes, or None (no live page). Imported on first use, like ``task``.
     """
 
     name: str
@@ -79,8 +79,12 @@ class Recipe:
         return list(make(cfg)) if make is not None else []
 
     def demo_page(self) -> Callable[[Path], None] | None:
-        """The recipe's live page ``page(runs_dir)`` of ``torchrepro serve`` (None: the recipe has none)."""
-        return None if self.demo is None else importlib.import_module(self.demo).page
+        """The recipe's live page ``page(runs_dir)`` of ``torchrepro serve`` (None: the recipe has none): the
+        function named after ``:`` in ``demo``, else the module's ``page``."""
+        if self.demo is None:
+            return None
+        module, _, function = self.demo.partition(":")
+        return getattr(importlib.import_module(module), function or "page")
 
 
 _RECIPES: dict[str, Recipe] = {}

@@ -128,6 +128,7 @@ RECIPE = register(Recipe(
     default_mode="max",
     baseline_metric="baseline_shi_mAP",
     synthetic_config="configs/magicpoint_shapes.yaml",
+    demo="torchrepro.superpoint.demo:magicpoint_page",  # the live page of `torchrepro serve`
     # 2 images per primitive per split (18 / 18 / 18), 32x48 pixels, 16x24 training crops: 3 steps of 8 crops per
     # epoch, two epochs;
     # evaluation one image at a time so that one process and two ranks run the same forward passes
@@ -287,6 +288,7 @@ SUPERPOINT = register(Recipe(
     default_mode="max",
     baseline_metric="baseline_sift_hcorr@3",
     synthetic_config="configs/superpoint_photos.yaml",
+    demo="torchrepro.superpoint.demo:superpoint_page",  # the live page of `torchrepro serve`
     # 1 crop per training photo at 32x48, 6 HPatches pairs a split, labels by Homographic Adaptation of Shi-Tomasi
     # with 2 warps, from scratch (no
     # MagicPoint run needed); HPatches pairs one at a time

@@ -209,13 +209,14 @@ class HPatchesPairs:
             _check_sequence_files(seq)
             for k in range(2, N_IMAGES + 1):
                 read_homography(seq / f"H_1_{k}")
-        self._index = [(seq, k) for seq in self.sequences for k in range(2, N_IMAGES + 1)]
+        #: (sequence folder, k) of each pair ``(1, k)``, in order: names a pair without reading its images
+        self.keys: list[tuple[Path, int]] = [(seq, k) for seq in self.sequences for k in range(2, N_IMAGES + 1)]
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self.keys)
 
     def __getitem__(self, i: int) -> HPatchesPair:
-        seq, k = self._index[i]
+        seq, k = self.keys[i]
         return read_pair(seq, k, self.max_side, self.grey)
 
     def __iter__(self) -> Iterator[HPatchesPair]:

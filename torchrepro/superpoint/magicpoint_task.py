@@ -84,7 +84,7 @@ class MagicPointTask(TaskModule):
             if key not in self._baselines:
                 image = (batch["image"][b, 0].cpu().numpy() * 255.0).round().astype(np.uint8)
                 warped = (batch["warped"][b, 0].cpu().numpy() * 255.0).round().astype(np.uint8)
-                gt = _valid_points(batch["points"][b])
+                gt = valid_points(batch["points"][b])
                 homography = batch["homography"][b].cpu().numpy()
                 self._baselines[key] = {
                     f"{name}_{k}": v for name in self.m.baselines
@@ -99,7 +99,7 @@ class MagicPointTask(TaskModule):
         heat_warped = heatmap_from_logits(self.net(batch["warped"])["semi"]).float()
         rows: dict[str, list] = {}
         for b in range(heat.shape[0]):
-            scored = self._score_image(heat[b], heat_warped[b], _valid_points(batch["points"][b]),
+            scored = self._score_image(heat[b], heat_warped[b], valid_points(batch["points"][b]),
                                        batch["homography"][b].cpu().numpy())
             for k, v in scored.items():
                 rows.setdefault(k, []).append(v)
@@ -115,8 +115,9 @@ class MagicPointTask(TaskModule):
         return metrics
 
 
-def _valid_points(padded: torch.Tensor) -> np.ndarray:
-    """Ground-truth points of one image without the NaN padding."""
+def valid_points(padded: torch.Tensor) -> np.ndarray:
+    """Ground-truth points (x, y) [N, 2] of one image without the NaN padding (``points`` of a
+    :class:`~torchrepro.superpoint.shapes_data.ShapesEvalSet` sample)."""
     points = padded.cpu().numpy()
     return points[~np.isnan(points[:, 0])]
 

@@ -19,7 +19,9 @@ from torchrepro.core.errors import ConfigError, DataError
 from torchrepro.core.registry import checkpoint_config
 from torchrepro.core.rundir import run_dir_of
 
-__all__ = ["match_main", "match_pictures"]
+__all__ = ["DEFAULT_MAX_SIDE", "fit_picture", "match_main", "match_pictures", "match_summary"]
+
+DEFAULT_MAX_SIDE = 640  # --max-side: the longer side pictures are shrunk to
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", type=Path, required=True, help="a .ckpt of a superpoint run")
     parser.add_argument("--config", type=Path, default=None, help="its config (default: the run's config.yaml)")
     parser.add_argument("--out", type=Path, default=None, help="the PNG to write (default: RUN_DIR/match_A_B.png)")
-    parser.add_argument("--max-side", type=int, default=640, help="shrink pictures to this longer side (640)")
+    parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                        help=f"shrink pictures to this longer side ({DEFAULT_MAX_SIDE})")
     parser.add_argument("--top-k", type=int, default=1000, help="key points kept per picture (1000)")
     parser.add_argument("images", nargs=2, type=Path, metavar="IMAGE")
     return parser
@@ -37,15 +40,22 @@ def _parser() -> argparse.ArgumentParser:
 def _read(path: Path, max_side: int) -> np.ndarray:
     import cv2
 
-    from torchrepro.superpoint.hpatches import resize_max_side
-
     if not path.is_file():
         raise DataError(f"picture '{path}' does not exist: give two image files")
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise DataError(f"'{path}' is not a readable image: give two image files (PNG, JPEG, PPM…)")
+    return fit_picture(image, str(path), max_side)
+
+
+def fit_picture(image: np.ndarray, name: str, max_side: int) -> np.ndarray:
+    """A grey uint8 picture as the network takes it: at least 16×16 pixels (two 8×8 cells, else a DataError
+    naming ``name``), shrunk so its longer side is at most ``max_side`` (:func:`~torchrepro.superpoint.hpatches.
+    resize_max_side`; :func:`match_pictures` then pads it to whole cells)."""
+    from torchrepro.superpoint.hpatches import resize_max_side
+
     if min(image.shape) < 16:
-        raise DataError(f"picture '{path}' is {image.shape[1]}x{image.shape[0]}: SuperPoint needs at least 16x16 "
+        raise DataError(f"picture '{name}' is {image.shape[1]}x{image.shape[0]}: SuperPoint needs at least 16x16 "
                         f"pixels (two 8x8 cells)")
     return resize_max_side(image, max_side)[0]
 
@@ -74,6 +84,14 @@ def match_pictures(net, image1: np.ndarray, image2: np.ndarray, top_k: int, thre
     return {"kp1": kp1, "kp2": kp2, "matches": matches, "homography": homography, "inliers": inliers}
 
 
+def match_summary(found: dict, name1: str, name2: str) -> str:
+    """The counts of :func:`match_pictures`' result in one line: key points of each picture, mutual matches,
+    RANSAC inliers and whether a homography was found."""
+    return (f"{name1}: {len(found['kp1'])} key points, {name2}: {len(found['kp2'])}; {len(found['matches'])} mutual "
+            f"matches, {int(found['inliers'].sum())} RANSAC inliers "
+            f"({'homography found' if found['homography'] is not None else 'no homography'})")
+
+
 def match_main(argv: list[str]) -> int:
     """``torchrepro tool superpoint-match`` (module docstring); exit status 0, or a UserError (one line, status 2)."""
     from torchrepro.core.engine import restore
@@ -97,7 +115,5 @@ def match_main(argv: list[str]) -> int:
                            nms_radius=m.descriptor_nms_radius)
     out.parent.mkdir(parents=True, exist_ok=True)
     draw_matches(images[0], images[1], found["kp1"], found["kp2"], found["matches"], found["inliers"], out)
-    print(f"{args.images[0].name}: {len(found['kp1'])} key points, {args.images[1].name}: {len(found['kp2'])}; "
-          f"{len(found['matches'])} mutual matches, {int(found['inliers'].sum())} RANSAC inliers "
-          f"({'homography found' if found['homography'] is not None else 'no homography'}) -> {out}")
+    print(f"{match_summary(found, args.images[0].name, args.images[1].name)} -> {out}")
     return 0
