@@ -176,6 +176,12 @@ def _existing_paths_for(path: Path, tmp_path: Path) -> list[str]:
     if raw["recipe"] == "superpoint":  # the labeler is a MagicPoint run's checkpoint: a classical one stands in
         folders = [f"data.{k}={tmp_path}" for k in ("images", "val_hpatches", "test_hpatches")]
         return ["data.labeler=shi", *(folders if "images" in load_raw(path).get("data", {}) else [])]
+    if raw["recipe"] == "nerf":  # a tiny-NeRF .npz file or a Blender scene folder
+        source = data.get("source")
+        if source == "tiny_nerf":
+            (tmp_path / "tiny_nerf_data.npz").touch()
+            return [f"data.path={tmp_path / 'tiny_nerf_data.npz'}"]
+        return [f"data.path={tmp_path}"] if source == "blender" else []
     raise AssertionError(f"{path}: no placeholder rule for recipe {raw['recipe']}")
 
 

@@ -174,6 +174,10 @@ class EpochLine(pl.Callback):
     def __init__(self) -> None:
         self._started = 0.0
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a run resumed mid-epoch gets no on_train_epoch_start for that epoch: time it from the resume
+        self._started = time.perf_counter()
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._started = time.perf_counter()
 

@@ -65,7 +65,9 @@ class OptimConfig:
 
     ``lars``: SGD with momentum whose step of each weight tensor is scaled by ``trust_coefficient`` · ‖w‖ / ‖g‖
     (You et al. 2017), biases and normalisation weights left out of the scaling and of the weight decay — SimCLR's
-    optimiser for batches of 1,024 and more (Chen et al., ICML 2020, §2.2).
+    optimiser for batches of 1,024 and more (Chen et al., ICML 2020, §2.2). ``eps`` (Adam's ε; Instant-NGP uses
+    1e-15) and ``fused`` (PyTorch's single-kernel Adam, several times faster on large embedding tables) apply to
+    ``adam`` / ``adamw``.
     """
 
     name: Literal["sgd", "adam", "adamw", "lars"] = "sgd"
@@ -74,6 +76,8 @@ class OptimConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    fused: bool = False
     group_lr: dict[str, float] = field(default_factory=dict)
     trust_coefficient: float = 0.001
 
@@ -82,6 +86,8 @@ class OptimConfig:
             raise ConfigError(f"config key '{where}.lr' must be positive, got {self.lr}")
         if len(self.betas) != 2:
             raise ConfigError(f"config key '{where}.betas' needs two numbers, got {self.betas}")
+        if self.eps <= 0:
+            raise ConfigError(f"config key '{where}.eps' must be positive, got {self.eps}")
 
 
 @dataclass

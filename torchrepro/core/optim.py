@@ -88,9 +88,8 @@ def build_optimizer(groups: dict[str, Iterable[nn.Parameter]], cfg: OptimConfig)
     if cfg.name == "sgd":
         return torch.optim.SGD(pgroups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     betas = (cfg.betas[0], cfg.betas[1])
-    if cfg.name == "adam":
-        return torch.optim.Adam(pgroups, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(pgroups, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+    adam = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return adam(pgroups, lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=cfg.fused or None)
 
 
 class ScheduleFactor:
