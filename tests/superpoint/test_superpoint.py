@@ -28,7 +28,8 @@ HPATCHES = REPO / "configs" / "superpoint_hpatches.yaml"
 def test_shipped_configs_parse(tmp_path: Path) -> None:
     cfg = resolve_config(PHOTOS, ["data.labeler=shi"])
     m = cfg.model
-    assert (m.lambda_d, m.lambda_loss, m.positive_margin, m.negative_margin) == (250.0, 1e-4, 1.0, 0.2)
+    assert (m.lambda_d, m.lambda_loss, m.positive_margin, m.negative_margin) == (1.0, 1.0, 1.0, 0.2)
+    assert (m.descriptor_loss, m.sparse_matches, m.sparse_non_matches) == ("sparse", 1000, 100)  # the seed's
     assert (m.nms_radius, m.descriptor_nms_radius, m.top_k, m.top_k_descriptors) == (4, 8, 300, 1000)
     assert cfg.data.homographic.patch_ratio == 0.85 and cfg.model.init == "labeler"
     assert (cfg.data.adaptation.num_homographies, cfg.data.adaptation.detection_threshold) == (25, 0.005)  # budget
