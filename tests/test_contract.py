@@ -35,8 +35,10 @@ from tests.helpers import REPO, ckpt_step, cli, cli_env, cli_popen, wait_for_ste
 from torchrepro.cli import main
 from torchrepro.core import registry
 
-pytest.register_assert_rewrite("tests.detection.contract_checks", "tests.superpoint.contract_checks")
+pytest.register_assert_rewrite("tests.detection.contract_checks", "tests.superpoint.contract_checks",
+                                "tests.nerf.contract_checks")
 from tests.detection.contract_checks import check_tiny_synthetic_run as check_detection_run  # noqa: E402
+from tests.nerf.contract_checks import check_nerf_run  # noqa: E402
 from tests.superpoint.contract_checks import check_magicpoint_run, check_superpoint_run  # noqa: E402
 
 COMMON = ["trainer.progress_bar=false", "trainer.validate_before_fit=true", "trainer.log_every_n_steps=1",
@@ -45,7 +47,7 @@ RECIPES = sorted(registry.recipes())
 #: a recipe's own checks of the contract's tiny run, called after step 1 as ``check(config, overrides, cwd, run_dir,
 #: stdout)``: the recipe's tests then need no tiny training run of their own
 RUN_CHECKS = {"detection": check_detection_run, "magicpoint": check_magicpoint_run,
-              "superpoint": check_superpoint_run}
+              "superpoint": check_superpoint_run, "nerf": check_nerf_run}
 
 
 def _train_killed(config: Path, overrides: list[str], cwd: Path, run_dir: Path, kill_at: int) -> int:
@@ -92,6 +94,7 @@ def test_recipe_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert recipe.synthetic_config and recipe.tiny_overrides, f"recipe '{name}' must declare its contract inputs"
     config = REPO / recipe.synthetic_config
     overrides = [*recipe.tiny_overrides, *COMMON]  # relative data paths land under tmp_path (the cwd)
+    monkeypatch.chdir(tmp_path)  # and so do those of in-process commands (resume, a recipe's tool checks)
 
     # 1. a short run through the CLI
     full = tmp_path / "full"
@@ -129,7 +132,6 @@ def test_recipe_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     interrupted = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert any(not torch.equal(v, interrupted["state_dict"][k]) for k, v in reference["state_dict"].items()), \
         "the interrupted checkpoint already equals the final one: the resume check would be vacuous"
-    monkeypatch.chdir(tmp_path)  # the run's relative data paths resolve as under the CLI's cwd
     assert main(["resume", str(killed)]) == 0
     resumed = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     _assert_same_training_state(reference, resumed, f"resumed from step {saved}")

@@ -126,9 +126,9 @@ def test_task_metrics_equal_direct_computations() -> None:
     flat = F.mse_loss(torch.full_like(item["rgb"], 0.5), item["rgb"])
     torch.testing.assert_close(rows["baseline_mean_psnr"].float(), psnr(flat).reshape(1), rtol=1e-4, atol=1e-4)
     assert torch.isnan(rows["depth_mae"]).all()  # the scene has no ground-truth depth
-    from torchrepro.nerf.task import _ssim
+    from torchrepro.nerf.task import view_ssim
 
-    assert float(_ssim(item["rgb"], item["rgb"])) == pytest.approx(1.0, abs=1e-6)
+    assert float(view_ssim(item["rgb"], item["rgb"])) == pytest.approx(1.0, abs=1e-6)
 
 
 STEPS, STEP_RAYS, SAMPLES = 50, 256, 8  # the seed's MLPs are slow on a CPU: few, short rays

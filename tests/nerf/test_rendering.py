@@ -224,3 +224,15 @@ def test_psnr_matches_torchmetrics() -> None:
     reference = PeakSignalNoiseRatio(data_range=1.0)(pred, target)
     torch.testing.assert_close(psnr(((pred - target) ** 2).mean()), reference)
     torch.testing.assert_close(psnr(torch.tensor(0.01)), torch.tensor(20.0))
+
+
+def test_ray_box_bounds_clip_to_the_box_by_hand() -> None:
+    """Rays along +x from x = -5 through the box [-1, 1]³ enter at t = 4 and leave at t = 6 (a direction of length
+    2 halves them); a ray that misses keeps [near, far]; near and far still bound the result."""
+    from torchrepro.nerf.rendering import ray_box_bounds
+
+    origins = torch.tensor([[-5.0, 0.0, 0.0], [-5.0, 0.0, 0.0], [-5.0, 3.0, 0.0], [-5.0, 0.5, 0.5]])
+    directions = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    near, far = ray_box_bounds(origins, directions, (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), 2.0, 5.5)
+    assert near.tolist() == [4.0, 2.0, 2.0, 4.0]
+    assert far.tolist() == [5.5, 3.0, 5.5, 5.5]

@@ -143,6 +143,7 @@ RECIPE = register(Recipe(
     data_schema=NeRFData,
     model_schema=NeRFModel,
     task="torchrepro.nerf.task",
+    demo="torchrepro.nerf.demo",  # page(runs_dir): the live page of `torchrepro serve`
     default_monitor="psnr",
     default_mode="max",
     baseline_metric="baseline_mean_psnr",

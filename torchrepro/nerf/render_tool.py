@@ -20,7 +20,7 @@ from torchrepro.core.errors import ConfigError, DataError
 from torchrepro.core.registry import checkpoint_config
 from torchrepro.core.rundir import run_dir_of
 
-__all__ = ["render_main", "scene_orbit"]
+__all__ = ["render_and_depth", "render_main", "scene_orbit", "training_orbit"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,16 +52,22 @@ def read_poses(path: Path) -> np.ndarray:
     return poses.astype(np.float32)
 
 
+def training_orbit(train_poses: np.ndarray) -> tuple[float, float]:
+    """The training cameras' mean distance from the world origin and mean elevation (degrees) above the z = 0
+    plane: the orbit of NeRF's novel-view videos (Mildenhall et al., ECCV 2020, §6) around the scene."""
+    centres = train_poses[:, :3, 3]
+    distance = np.linalg.norm(centres, axis=1)
+    elevation = np.degrees(np.arcsin(np.clip(centres[:, 2] / distance, -1, 1)))
+    return float(distance.mean()), float(elevation.mean())
+
+
 def scene_orbit(train_poses: np.ndarray, frames: int, radius: float | None, elevation: float | None) -> np.ndarray:
     """An orbit around the world z axis at the training cameras' mean distance and elevation (or the given ones)."""
     from torchrepro.nerf.cameras import orbit_poses
 
-    centres = train_poses[:, :3, 3]
-    distance = np.linalg.norm(centres, axis=1)
-    radius = float(distance.mean()) if radius is None else radius
-    if elevation is None:
-        elevation = float(np.degrees(np.arcsin(np.clip(centres[:, 2] / distance, -1, 1))).mean())
-    return orbit_poses(frames, radius, elevation)
+    mean_radius, mean_elevation = training_orbit(train_poses)
+    return orbit_poses(frames, mean_radius if radius is None else radius,
+                       mean_elevation if elevation is None else elevation)
 
 
 def render_main(argv: list[str]) -> int:
@@ -94,7 +100,7 @@ def render_main(argv: list[str]) -> int:
     for i, pose in enumerate(poses):
         origins, directions = pixel_rays(height, width, float(scene.focal) * scale, torch.from_numpy(pose).float())
         view = module.render_view(origins, directions)
-        frame = _frame(view["rgb"].clamp(0, 1).numpy(), view["depth"].numpy(), cfg.data.near, cfg.data.far)
+        frame = render_and_depth(view["rgb"].clamp(0, 1).numpy(), view["depth"].numpy(), cfg.data.near, cfg.data.far)
         _save_png(frame, out / f"frame_{i:03d}.png")
         frames.append(frame)
     written = _write_videos(frames, out)
@@ -102,7 +108,7 @@ def render_main(argv: list[str]) -> int:
     return 0
 
 
-def _frame(rgb: np.ndarray, depth: np.ndarray, near: float, far: float) -> np.ndarray:
+def render_and_depth(rgb: np.ndarray, depth: np.ndarray, near: float, far: float) -> np.ndarray:
     """The render and its depth (near white, far black) side by side, uint8 [H, 2W, 3]."""
     shade = 1.0 - np.clip((depth - near) / (far - near), 0, 1)
     return (np.concatenate([rgb, np.repeat(shade[..., None], 3, axis=-1)], axis=1) * 255).round().astype(np.uint8)

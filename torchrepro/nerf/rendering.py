@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["evaluate_field", "psnr", "render_rays", "sample_pdf", "stratified_samples", "volume_render"]
+__all__ = ["evaluate_field", "psnr", "ray_box_bounds", "render_rays", "sample_pdf", "stratified_samples",
+           "volume_render"]
 
 FAR_DELTA = 1e10  # the official code's "infinite" last interval
 MAX_DENSITY = 1e10  # σ is clamped to this: σ = inf times δ = 0 (two equal t) would otherwise be NaN
@@ -142,8 +143,8 @@ def _render_pass(field: nn.Module, origins: Tensor, directions: Tensor, t: Tenso
     return out
 
 
-def render_rays(coarse: nn.Module, fine: nn.Module | None, origins: Tensor, directions: Tensor, near: float,
-                far: float, n_coarse: int, n_fine: int, perturb: bool, white_background: bool, chunk: int = 32768,
+def render_rays(coarse: nn.Module, fine: nn.Module | None, origins: Tensor, directions: Tensor, near: float | Tensor,
+                far: float | Tensor, n_coarse: int, n_fine: int, perturb: bool, white_background: bool, chunk: int = 32768,
                 generator: torch.Generator | None = None) -> dict[str, dict[str, Tensor]]:
     """Render rays [R, 3] (directions not normalised) with the coarse field and, if given, the fine one (§5.2).
 
@@ -160,6 +161,20 @@ def render_rays(coarse: nn.Module, fine: nn.Module | None, origins: Tensor, dire
     t_fine, _ = torch.sort(torch.cat((t_coarse, t_new), dim=-1), dim=-1)
     out["fine"] = _render_pass(fine, origins, directions, t_fine, white_background, chunk)
     return out
+
+
+def ray_box_bounds(origins: Tensor, directions: Tensor, aabb: tuple[float, ...], near: float,
+                   far: float) -> tuple[Tensor, Tensor]:
+    """Per-ray [near, far] clipped to the axis-aligned box ``aabb`` (xmin, ymin, zmin, xmax, ymax, zmax) by the
+    slab method: [R] tensors. A field that is empty outside its box (the hash grid) then spends every sample inside
+    it, as nerfacc's ray marching does; rays that miss the box keep [near, far] (all their samples are empty)."""
+    box = torch.as_tensor(aabb, dtype=origins.dtype, device=origins.device)
+    safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
+    t0, t1 = (box[:3] - origins) / safe, (box[3:] - origins) / safe
+    enter = torch.minimum(t0, t1).amax(dim=-1).clamp_min(near)
+    leave = torch.maximum(t0, t1).amin(dim=-1).clamp_max(far)
+    hit = enter < leave
+    return torch.where(hit, enter, torch.full_like(enter, near)), torch.where(hit, leave, torch.full_like(leave, far))
 
 
 def psnr(mse: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ from torchrepro.core.task import TaskModule
 from torchrepro.nerf.config import NeRFModel
 from torchrepro.nerf.data import NeRFDataModule
 from torchrepro.nerf.fields import paper_nerf_mlps, tiny_nerf_mlps
-from torchrepro.nerf.rendering import psnr, render_rays
+from torchrepro.nerf.rendering import psnr, ray_box_bounds, render_rays
 
 #: held-out views kept in memory for ``views.png`` (the first ones of the evaluated split)
 SHOWN_VIEWS = 4
@@ -64,7 +64,10 @@ class NeRFTask(TaskModule):
         """``render_rays`` with this model's fields and sampling (NeRF §5.2)."""
         d, m = self.cfg.data, self.m
         coarse, fine = self._fields()
-        return render_rays(coarse, fine, origins, directions, d.near, d.far, m.n_coarse, m.n_fine, perturb,
+        near, far = d.near, d.far
+        if m.field == "hash_grid":  # the grid is empty outside its box: spend every sample inside it
+            near, far = ray_box_bounds(origins, directions, tuple(m.aabb), d.near, d.far)
+        return render_rays(coarse, fine, origins, directions, near, far, m.n_coarse, m.n_fine, perturb,
                            d.white_background, m.chunk)
 
     def _fields(self):  # noqa: ANN202 - (field, field | None)
@@ -107,9 +110,9 @@ class NeRFTask(TaskModule):
         truth = batch["rgb"][0]
         out = self.render_view(batch["origins"][0], batch["directions"][0])
         baseline = self.mean_colour.expand_as(truth)
-        rows = {"psnr": _psnr(out["rgb"], truth), "ssim": _ssim(out["rgb"], truth),
-                "psnr_coarse": _psnr(out["rgb_coarse"], truth),
-                "baseline_mean_psnr": _psnr(baseline, truth), "baseline_mean_ssim": _ssim(baseline, truth),
+        rows = {"psnr": view_psnr(out["rgb"], truth), "ssim": view_ssim(out["rgb"], truth),
+                "psnr_coarse": view_psnr(out["rgb_coarse"], truth),
+                "baseline_mean_psnr": view_psnr(baseline, truth), "baseline_mean_ssim": view_ssim(baseline, truth),
                 "depth_mae": _depth_error(out["depth"], batch["depth"][0])}
         if len(self.shown) < SHOWN_VIEWS:
             self.shown.append({"truth": truth.cpu().numpy(), "render": out["rgb"].clamp(0, 1).cpu().numpy(),
@@ -153,11 +156,11 @@ def build_fields(m: NeRFModel):  # noqa: ANN201 - (coarse, fine | None, occupanc
     return coarse, (fine if m.n_fine > 0 else None), None
 
 
-def _psnr(image: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+def view_psnr(image: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return psnr(F.mse_loss(image.clamp(0, 1), truth))
 
 
-def _ssim(image: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+def view_ssim(image: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """SSIM (Wang et al. 2004; torchmetrics' Gaussian 11×11 window, σ 1.5) of two [H, W, 3] pictures in [0, 1]."""
     as_batch = lambda x: x.clamp(0, 1).permute(2, 0, 1)[None].float()  # noqa: E731
     return structural_similarity_index_measure(as_batch(image), as_batch(truth), data_range=1.0)
@@ -172,8 +175,9 @@ def _depth_error(depth: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 
 class NeRFViews(RunArtefacts):
-    """``views.png`` (ground truth, render, depth, error of the first held-out views of the last evaluation) and
-    ``curves.png`` (training loss and validation PSNR per epoch)."""
+    """``views.png`` (ground truth, render, depth, error of the first held-out views of the last evaluation: the test
+    split's when it was scored), the same picture per view in ``views/view_<index>.png``, and ``curves.png``
+    (training loss and validation PSNR per epoch)."""
 
     def on_test_end(self, trainer, pl_module) -> None:  # noqa: ANN001 - the held-out views replace validation's
         self._write(trainer, pl_module)
@@ -184,6 +188,9 @@ class NeRFViews(RunArtefacts):
 
         if module.shown:
             plot_views(module.shown, run_dir / "views.png")
+            (run_dir / "views").mkdir(exist_ok=True)
+            for view in module.shown:
+                plot_views([view], run_dir / "views" / f"view_{view['view']:03d}.png")
         plot_curves(run_dir / "metrics.json", run_dir / "curves.png", ["train_loss", "psnr"])
 
 
