@@ -65,7 +65,7 @@ class NeRFTask(TaskModule):
         d, m = self.cfg.data, self.m
         coarse, fine = self._fields()
         near, far = d.near, d.far
-        if m.field == "hash_grid":  # the grid is empty outside its box: spend every sample inside it
+        if m.field == "hash_grid" and m.clip_to_aabb:  # the grid is empty outside its box: sample inside it only
             near, far = ray_box_bounds(origins, directions, tuple(m.aabb), d.near, d.far)
         return render_rays(coarse, fine, origins, directions, near, far, m.n_coarse, m.n_fine, perturb,
                            d.white_background, m.chunk)
