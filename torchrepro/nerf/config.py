@@ -67,7 +67,7 @@ class NeRFData:
                               f"far {self.far}")
         if not 0 < self.precrop_fraction <= 1:
             raise ConfigError(f"config key '{where}.precrop_fraction' must be in (0, 1], got {self.precrop_fraction}")
-        for key in ("rays_per_batch", "steps_per_epoch", "image_size", "views"):
+        for key in ("rays_per_batch", "steps_per_epoch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{where}.{key}' must be >= 1, got {getattr(self, key)}")
         if self.image_size < 8:

@@ -50,9 +50,9 @@ class NeRFTask(TaskModule):
         self.shown: list[dict[str, np.ndarray]] = []
 
     def setup(self, stage: str) -> None:
+        # Lightning has set up the data module (and read the scene) before it calls this hook
         dm = self.trainer.datamodule if self.trainer is not None else None
-        if isinstance(dm, NeRFDataModule):
-            dm.setup(stage)
+        if isinstance(dm, NeRFDataModule) and dm.scene is not None:
             train = dm.scene.images[dm.scene.splits["train"]]
             self.mean_colour.copy_(torch.from_numpy(train.reshape(-1, 3).mean(0)))
 
