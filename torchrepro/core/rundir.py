@@ -87,3 +87,15 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def chosen_validation(run_dir: Path, monitor: str, mode: str) -> dict[str, float]:
+    """The validation figures of the epoch ``best.ckpt`` holds: the first fit-stage entry of ``metrics.json`` with
+    the best ``monitor`` (ModelCheckpoint keeps the first of equal values); empty if none was validated."""
+    path = run_dir / METRICS_NAME
+    history = json.loads(path.read_text())["history"] if path.is_file() else []
+    fit = [h for h in history if h.get("stage") == "fit" and monitor in h]
+    if not fit:
+        return {}
+    best = (max if mode == "max" else min)(h[monitor] for h in fit)
+    return next(h for h in fit if h[monitor] == best)

@@ -26,9 +26,9 @@ from PIL import Image
 
 from torchrepro.core.config import Config
 from torchrepro.core.errors import ConfigError, DataError
-from torchrepro.core.rundir import METRICS_NAME
+from torchrepro.core.rundir import chosen_validation
 
-__all__ = ["ABLATION", "ablation_main", "chosen_validation", "stretched_schedule", "textures_main"]
+__all__ = ["ABLATION", "ablation_main", "stretched_schedule", "textures_main"]
 
 IMAGE_FOLDERS = ("bounding_box_train", "query", "bounding_box_test", "images_labeled", "images_detected")
 
@@ -69,18 +69,6 @@ def stretched_schedule(cfg: Config, factor: int) -> list[str]:
     elif sched.name == "cosine" and sched.t_max is not None:
         over.append(f"sched.t_max={sched.t_max * factor}")
     return over
-
-
-def chosen_validation(run_dir: Path, monitor: str, mode: str) -> dict[str, float]:
-    """The validation figures of the epoch ``best.ckpt`` holds: the first fit-stage entry of ``metrics.json`` with
-    the best ``monitor`` (ModelCheckpoint keeps the first of equal values); empty if none was validated."""
-    path = run_dir / METRICS_NAME
-    history = json.loads(path.read_text())["history"] if path.is_file() else []
-    fit = [h for h in history if h.get("stage") == "fit" and monitor in h]
-    if not fit:
-        return {}
-    best = (max if mode == "max" else min)(h[monitor] for h in fit)
-    return next(h for h in fit if h[monitor] == best)
 
 
 def _row(name: str, overrides: list[str], epochs: str, run_dir: Path, metrics: dict[str, float],
