@@ -114,8 +114,10 @@ def _restore_main_module():
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
-    """``tiny_runs(name) -> run directory``: a registered recipe's tiny run (:func:`tests.helpers.train_tiny_run`),
-    trained once per test session, on first use, and shared by the pytest-xdist workers (a file lock per recipe)."""
+    """``tiny_runs(name) -> run directory``: a registered recipe's tiny run (:func:`tests.helpers.train_tiny_run`,
+    the recipe contract's step 1), trained once per test session, on first use, and shared by the pytest-xdist
+    workers (a file lock per recipe): the contract checks it, the live pages and tools use it. Read-only for its
+    users (a test that needs to write beside it copies or links it)."""
     import fcntl
     import shutil
 

@@ -105,23 +105,44 @@ def ckpt_step(path: Path) -> int:
         return -1
 
 
-def train_tiny_run(name: str, root: Path) -> Path:
-    """Train a registered recipe's tiny variant (its synthetic config, its ``tiny_overrides``, one epoch, weights-only
-    last.ckpt) in-process into ``root/runs/<name>``, every data folder of its ``data:`` block (``*_dir`` keys) under
-    ``root/data``; returns the run directory (with report.html, as after any ``train``)."""
+#: what the recipe contract (tests/test_contract.py) adds to a recipe's ``tiny_overrides``: the untrained model scored
+#: first, a log line and a checkpoint every step (so a SIGKILL lands mid-epoch)
+CONTRACT_COMMON = ("trainer.progress_bar=false", "trainer.validate_before_fit=true", "trainer.log_every_n_steps=1",
+                   "checkpoint.every_n_steps=1")
+
+
+def contract_overrides(name: str, root: Path) -> list[str]:
+    """The overrides of recipe ``name``'s tiny run: its ``tiny_overrides`` (two epochs), :data:`CONTRACT_COMMON`, and
+    every data folder of its ``data:`` block (``*_dir`` keys) under ``root/data/<name>`` as an absolute path (the
+    run's config.yaml then finds its data from any working directory: the live pages read it)."""
     import dataclasses
 
     import torchrepro.recipes  # noqa: F401  (fills the registry)
-    from torchrepro.cli import main
     from torchrepro.core import registry
 
     recipe = registry.get_recipe(name)
     folders = [f"data.{f.name}={root / 'data' / name / f.name}" for f in dataclasses.fields(recipe.data_schema)
                if f.name.endswith("_dir")]
-    run_dir = root / "runs" / name
-    code = main(["train", str(REPO / recipe.synthetic_config), *recipe.tiny_overrides, *folders, "trainer.max_epochs=1",
-                 "trainer.progress_bar=false", "checkpoint.save_optimizer=false", f"run.dir={run_dir}"])
-    assert code == 0, f"the tiny '{name}' run failed"
+    return [*recipe.tiny_overrides, *CONTRACT_COMMON, *folders]
+
+
+def train_tiny_run(name: str, root: Path) -> Path:
+    """Step 1 of the recipe contract: train a registered recipe's tiny variant (its synthetic config,
+    :func:`contract_overrides`) through the CLI in a subprocess (a non-terminal run, as the contract checks its
+    output), working in ``root/work/<name>``, into ``root/runs/<name>``; its stdout and stderr are kept as
+    ``root/logs/<name>.out`` / ``.err``. Returns the run directory (with report.html, written last)."""
+    import torchrepro.recipes  # noqa: F401  (fills the registry)
+    from torchrepro.core import registry
+
+    recipe = registry.get_recipe(name)
+    run_dir, work, logs = root / "runs" / name, root / "work" / name, root / "logs"
+    work.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    res = cli("train", REPO / recipe.synthetic_config, *contract_overrides(name, root), f"run.dir={run_dir}", cwd=work,
+              timeout=600)
+    (logs / f"{name}.out").write_text(res.stdout)
+    (logs / f"{name}.err").write_text(res.stderr)
+    assert res.returncode == 0, f"the tiny '{name}' run failed: {res.stderr[-3000:]}"
     return run_dir
 
 

@@ -13,6 +13,10 @@ config shrunk by its own ``tiny_overrides``, must
 The killed run is a real process (SIGKILL); the ``resume`` that follows runs in-process through the same entry
 point (``torchrepro.cli.main``), which spares the suite one interpreter start-up (~5 s of imports) per recipe.
 
+Step 1's run is the session's tiny run of the recipe (the ``tiny_runs`` fixture, :func:`tests.helpers.train_tiny_run`):
+trained once, through the CLI in a subprocess, it is both checked here and served to the live pages' and tools'
+tests, which used to train a one-epoch run of their own.
+
 A new recipe is covered by registering it (``torchrepro/recipes.py``) with ``synthetic_config`` and
 ``tiny_overrides``. One test per recipe runs the steps in order, so the parallel test runner never trains the
 same reference twice. A recipe's own checks of such a tiny run are made on this run too (:data:`RUN_CHECKS`),
@@ -26,33 +30,33 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import torchrepro.recipes  # noqa: F401  (fills the registry)
-from tests.helpers import REPO, ckpt_step, cli, cli_env, cli_popen, wait_for_step
+from tests.helpers import REPO, ckpt_step, cli_env, cli_popen, contract_overrides, wait_for_step
 from torchrepro.cli import main
 from torchrepro.core import registry
 
 pytest.register_assert_rewrite("tests.detection.contract_checks", "tests.superpoint.contract_checks",
-                                "tests.nerf.contract_checks")
+                                "tests.nerf.contract_checks", "tests.reid.contract_checks")
 from tests.detection.contract_checks import check_tiny_synthetic_run as check_detection_run  # noqa: E402
 from tests.nerf.contract_checks import check_nerf_run  # noqa: E402
+from tests.reid.contract_checks import check_reid_run  # noqa: E402
 from tests.superpoint.contract_checks import check_magicpoint_run, check_superpoint_run  # noqa: E402
 
-COMMON = ["trainer.progress_bar=false", "trainer.validate_before_fit=true", "trainer.log_every_n_steps=1",
-          "checkpoint.every_n_steps=1"]
 RECIPES = sorted(registry.recipes())
 #: a recipe's own checks of the contract's tiny run, called after step 1 as ``check(config, overrides, cwd, run_dir,
-#: stdout)``: the recipe's tests then need no tiny training run of their own
+#: stdout, stderr=...)``: the recipe's tests then need no tiny training run of their own
 RUN_CHECKS = {"detection": check_detection_run, "magicpoint": check_magicpoint_run,
-              "superpoint": check_superpoint_run, "nerf": check_nerf_run}
+              "superpoint": check_superpoint_run, "nerf": check_nerf_run, "reid": check_reid_run}
 
 
 def _train_killed(config: Path, overrides: list[str], cwd: Path, run_dir: Path, kill_at: int) -> int:
     """Start a training run, SIGKILL it once ``last.ckpt`` has reached step ``kill_at``; the saved step."""
-    proc = cli_popen("train", config, *overrides, f"run.dir={run_dir}", log=cwd / "killed.log", cwd=cwd)
+    proc = cli_popen("train", config, *overrides, f"run.dir={run_dir}", log=run_dir.parent / "killed.log", cwd=cwd)
     wait_for_step(proc, run_dir / "checkpoints" / "last.ckpt", kill_at)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -89,17 +93,19 @@ def _assert_same_training_state(reference: dict, resumed: dict, what: str) -> No
 
 
 @pytest.mark.parametrize("name", RECIPES)
-def test_recipe_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recipe_contract(name: str, tiny_runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = registry.get_recipe(name)
     assert recipe.synthetic_config and recipe.tiny_overrides, f"recipe '{name}' must declare its contract inputs"
     config = REPO / recipe.synthetic_config
-    overrides = [*recipe.tiny_overrides, *COMMON]  # relative data paths land under tmp_path (the cwd)
-    monkeypatch.chdir(tmp_path)  # and so do those of in-process commands (resume, a recipe's tool checks)
 
-    # 1. a short run through the CLI
-    full = tmp_path / "full"
-    res = cli("train", config, *overrides, f"run.dir={full}", cwd=tmp_path, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    # 1. a short run through the CLI (in a subprocess: a non-terminal run), shared with the session's other tests
+    full = tiny_runs(name)
+    root = full.parent.parent
+    overrides = contract_overrides(name, root)  # tiny_overrides, CONTRACT_COMMON, data folders under root/data
+    work = root / "work" / name  # the run's working directory: any other relative path lands there
+    monkeypatch.chdir(work)  # and so do those of in-process commands (resume, a recipe's tool checks)
+    res = SimpleNamespace(stdout=(root / "logs" / f"{name}.out").read_text(),
+                          stderr=(root / "logs" / f"{name}.err").read_text())
     assert "untrained model:" in res.stdout
     untrained = next(line for line in res.stdout.splitlines() if line.startswith("untrained model:"))
     assert recipe.default_monitor in untrained
@@ -123,11 +129,11 @@ def test_recipe_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     total = reference["global_step"]
     assert total >= 4, f"the tiny run must take at least 4 steps to be killed mid-epoch (took {total})"
     if name in RUN_CHECKS:
-        RUN_CHECKS[name](config, overrides, tmp_path, full, res.stdout)
+        RUN_CHECKS[name](config, overrides, work, full, res.stdout, stderr=res.stderr)
 
     # 2. SIGKILL mid-epoch (second epoch of two), then resume: bit-identical to the uninterrupted run
     killed = tmp_path / "killed"
-    saved = _train_killed(config, overrides, tmp_path, killed, kill_at=total // 2 + 1)
+    saved = _train_killed(config, overrides, work, killed, kill_at=total // 2 + 1)
     assert 0 < saved < total, f"the kill must interrupt training (checkpoint at step {saved} of {total})"
     interrupted = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert any(not torch.equal(v, interrupted["state_dict"][k]) for k, v in reference["state_dict"].items()), \
@@ -139,7 +145,7 @@ def test_recipe_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # 3. eval of best.ckpt on two ranks (contiguous shards, ordered gather) reproduces the validation recorded for it
     best = _best_entry(_metrics(full)["history"], recipe.default_monitor, recipe.default_mode)
     two = tmp_path / "eval2"
-    res = _torchrun_eval(config, full / "checkpoints" / "best.ckpt", overrides, tmp_path, two)
+    res = _torchrun_eval(config, full / "checkpoints" / "best.ckpt", overrides, work, two)
     assert res.returncode == 0, res.stderr[-4000:]
     distributed = _metrics(two)["last"]
     shared = [k for k in best if k in distributed and k not in ("stage", "epoch", "step", "lr", "train_loss")]

@@ -13,7 +13,8 @@ import pytest
 from tests.helpers import cli
 
 
-def check_tiny_synthetic_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str) -> None:
+def check_tiny_synthetic_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str,
+                             stderr: str = "") -> None:
     """``run``: the contract's finished tiny run of ``config`` with ``overrides`` (relative data paths under ``cwd``);
     ``stdout``: what its ``train`` printed."""
     untrained = next(line for line in stdout.splitlines() if line.startswith("untrained model:"))

@@ -1,7 +1,7 @@
-"""``torchrepro tool detect`` against the tiny detection run (the recipe's ``tiny_overrides``, one epoch): the JSON's
-boxes are the evaluation path's boxes in the picture's own pixels (an image of another size and aspect than
-``model.image_size``), the score threshold, grey / RGBA / palette / JPEG pictures, the annotated PNGs, the default
-output folder, and every bad input as one line with nothing written."""
+"""``torchrepro tool detect`` against the tiny detection run (the recipe contract's run: its ``tiny_overrides``, two
+epochs): the JSON's boxes are the evaluation path's boxes in the picture's own pixels (an image of another size and
+aspect than ``model.image_size``), the score threshold, grey / RGBA / palette / JPEG pictures, the annotated PNGs,
+the default output folder, and every bad input as one line with nothing written."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from torchrepro.cli import main
 from torchrepro.nerf.cameras import look_at
 
 
-def check_nerf_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str) -> None:
+def check_nerf_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str,
+                   stderr: str = "") -> None:
     untrained = next(line for line in stdout.splitlines() if line.startswith("untrained model:"))
     for key in ("psnr=", "ssim=", "baseline_mean_psnr=", "depth_mae="):
         assert key in untrained, untrained

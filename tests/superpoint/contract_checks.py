@@ -16,7 +16,8 @@ def _scored_once(stdout: str, key: str) -> None:
     assert len(tested) == 1 and f"test/{key}=" in tested[0], stdout[-2000:]
 
 
-def check_magicpoint_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str) -> None:
+def check_magicpoint_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str,
+                         stderr: str = "") -> None:
     untrained = next(line for line in stdout.splitlines() if line.startswith("untrained model:"))
     for key in ("mAP=", "repeatability=", "baseline_shi_mAP=", "baseline_harris_mAP=", "baseline_fast_mAP="):
         assert key in untrained, untrained
@@ -25,7 +26,8 @@ def check_magicpoint_run(config: Path, overrides: list[str], cwd: Path, run: Pat
     assert 0.0 <= last["test/mAP"] <= 1.0 and 0.0 <= last["test/baseline_shi_mAP"] <= 1.0, last
 
 
-def check_superpoint_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str) -> None:
+def check_superpoint_run(config: Path, overrides: list[str], cwd: Path, run: Path, stdout: str,
+                         stderr: str = "") -> None:
     untrained = next(line for line in stdout.splitlines() if line.startswith("untrained model:"))
     for key in ("hcorr@3=", "viewpoint/hcorr@3=", "illumination/nn_map=", "baseline_sift_hcorr@3=",
                 "baseline_orb_repeatability="):
@@ -36,7 +38,9 @@ def check_superpoint_run(config: Path, overrides: list[str], cwd: Path, run: Pat
     assert (run / "matches.png").is_file()
 
     # superpoint-match: two held-out pictures of one viewpoint sequence, a PNG of the matches
-    sequence = next(sorted(cwd.glob("data/synthetic/superpoint_photos/*/hpatches_test/v_*")).__iter__())
+    photos = Path(next(o.split("=", 1)[1] for o in overrides if o.startswith("data.synthetic_dir=")))
+    photos = photos if photos.is_absolute() else cwd / photos
+    sequence = next(iter(sorted(photos.glob("*/hpatches_test/v_*"))))
     png = cwd / "match.png"
     res = cli("tool", "superpoint-match", "--ckpt", run / "checkpoints" / "best.ckpt", "--out", png,
               sequence / "1.ppm", sequence / "3.ppm", cwd=cwd)
