@@ -145,6 +145,7 @@ RECIPE = register(Recipe(
     data_schema=FFNData,
     model_schema=FFNModel,
     task="torchrepro.frame_flexible.task",
+    demo="torchrepro.frame_flexible.demo",  # page(runs_dir): the live page of `torchrepro serve`
     default_monitor="accuracy",
     default_mode="max",
     baseline_metric="baseline_prior_accuracy",
