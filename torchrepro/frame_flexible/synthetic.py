@@ -41,7 +41,7 @@ Why the data needs temporal modelling:
   start and end states still tells most pairs apart at 4 frames: what fewer frames lose is the motion in
   between, which is what separates the actor from the distractors and shows how the hand and object interact.
 * Nuisances: a textured background with a gradient, random object shapes, colours, sizes, positions and
-  speeds, one or two distractors moving on random (linear plus wiggle) paths through the whole video, a slow
+  speeds, a distractor drifting and turning a little (linear plus wiggle) through the whole video, a slow
   brightness drift with flicker, sensor noise and, in half of the videos, a ±1 px camera shake.
 
 Every video is a pure function of ``(seed, split, index)``, so a set is identical whatever its size or the order
@@ -87,7 +87,9 @@ CLASSES: tuple[str, ...] = (
 
 GENERATOR = "ffn-synthetic-videos"
 #: Bump when the rendering changes, so that published sets are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: one slow distractor instead of one or two crossing the frame
+#: the largest drift of a distractor's path on each axis, a fraction of the frame
+DISTRACTOR_DRIFT = 0.2
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 #: Fraction of the video (in frame intervals) that the action lasts.
@@ -404,19 +406,24 @@ PAIR_ACTIONS: tuple[Action, ...] = (_translate, _rotate, _approach, _appear, _pu
 
 
 def _distractor(rng: Rng, size: int, n_frames: int, avoid: list[FloatArray]) -> Sprite:
-    """An object crossing the scene on a straight line plus a wiggle, spinning slowly, during the whole video.
+    """An object drifting a little (up to 20 % of the frame on each axis, plus a wiggle) and turning by up to ±45°
+    during the whole video: motion everywhere in the clip, but never the label's motion.
 
-    Start and end points are independent and identically distributed, so its direction carries no label.
+    Start and end points are independent and identically distributed given the drift, so its direction carries
+    no label. Version 1 sent one or two distractors right across the frame while spinning them by up to ±180°:
+    they were indistinguishable from the translation and rotation actions, and a CPU-sized TSM reached 0.38
+    validation accuracy at 8 frames after 1,500 steps, against 0.49 with this one and 0.70 with none.
     """
     shape = str(rng.choice(("disk", "box")))
     half = size * rng.uniform(0.05, 0.08)
     r = _radius(shape, half)
-    ends = rng.uniform(r + 1, size - r - 1, (2, 2))  # (start, end) x (x, y)
+    start = rng.uniform(r + 1, size - r - 1, 2)
+    end = np.clip(start + size * rng.uniform(-DISTRACTOR_DRIFT, DISTRACTOR_DRIFT, 2), r + 1, size - r - 1)
     t = np.linspace(0.0, 1.0, n_frames)
-    wiggle = size * rng.uniform(0.0, 0.04, 2)[:, None] * np.sin(
+    wiggle = size * rng.uniform(0.0, 0.03, 2)[:, None] * np.sin(
         2 * np.pi * rng.uniform(0.5, 2.0, 2)[:, None] * t + rng.uniform(0.0, 2 * np.pi, 2)[:, None])
-    xy = np.clip(ends[0][:, None] + (ends[1] - ends[0])[:, None] * t + wiggle, r + 1, size - r - 1)
-    spin = rng.uniform(0.0, 2 * np.pi) + rng.uniform(-np.pi, np.pi) * t
+    xy = np.clip(start[:, None] + (end - start)[:, None] * t + wiggle, r + 1, size - r - 1)
+    spin = rng.uniform(0.0, 2 * np.pi) + rng.uniform(-np.pi / 4, np.pi / 4) * t
     return _sprite("distractor", shape, _distinct_colour(rng, avoid), half, n_frames, x=xy[0], y=xy[1], angle=spin)
 
 
@@ -447,7 +454,7 @@ def sample_scene(class_index: int, rng: Rng, *, size: int = 64, n_frames: int = 
     _check_geometry(size, n_frames)
     background, base = _sample_background(rng, size)
     gain, shake, noise_sigma = _sample_photometry(rng, n_frames)
-    distractors = [_distractor(rng, size, n_frames, [base]) for _ in range(int(rng.integers(1, 3)))]
+    distractors = [_distractor(rng, size, n_frames, [base])]
     start, end = _sample_window(rng, n_frames)
     phase = np.clip((np.arange(n_frames) - start) / (end - start), 0.0, 1.0)
     sprites = PAIR_ACTIONS[class_index // 2](rng, size, phase, [base])
