@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,7 +20,10 @@ from torch import nn
 from torchrepro.nn.backbones import resnet_trunk
 from torchrepro.nn.temporal_shift import FrameState, add_temporal_shift, make_private_batchnorm, nearest_branch
 
-__all__ = ["FrameFlexibleNet"]
+if TYPE_CHECKING:
+    from torchrepro.frame_flexible.config import FFNModel
+
+__all__ = ["FrameFlexibleNet", "network_for"]
 
 
 class FrameFlexibleNet(nn.Module):
@@ -68,3 +72,11 @@ class FrameFlexibleNet(nn.Module):
         self.state.set(t, self.branch_for(t))
         features = self.trunk(clips.flatten(0, 1)).mean(dim=(2, 3))
         return self.fc(self.dropout(features)).view(n, t, -1).mean(dim=1)
+
+
+def network_for(m: FFNModel, num_classes: int) -> FrameFlexibleNet:
+    """The network a ``model:`` block describes: private sub-networks (and weight alterations, if asked) in the
+    ``ffn`` regime only; ``single`` and ``mixed`` share every layer."""
+    return FrameFlexibleNet(num_classes, m.train_frames, arch=m.arch, width=m.width, pretrained=m.pretrained,
+                            private=m.regime == "ffn", weight_alteration=m.regime == "ffn" and m.weight_alteration,
+                            shift=m.shift, shift_div=m.shift_div, dropout=m.dropout)

@@ -68,13 +68,10 @@ def _parameters(run_dir: Path) -> int:
     """Parameters of the network a run trained (rebuilt from its config; no data is read)."""
     from torchrepro.core.registry import resolve_config
     from torchrepro.frame_flexible.data import FFNDataModule
-    from torchrepro.frame_flexible.model import FrameFlexibleNet
+    from torchrepro.frame_flexible.model import network_for
 
     cfg = resolve_config(run_dir / "config.yaml", [])
-    m = cfg.model
-    net = FrameFlexibleNet(len(FFNDataModule(cfg).class_names()), m.train_frames, arch=m.arch, width=m.width,
-                           private=m.regime == "ffn", weight_alteration=m.regime == "ffn" and m.weight_alteration,
-                           shift=m.shift, shift_div=m.shift_div)
+    net = network_for(cfg.model, len(FFNDataModule(cfg).class_names()))
     return sum(p.numel() for p in net.parameters())
 
 

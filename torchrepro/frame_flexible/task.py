@@ -29,7 +29,7 @@ from torchrepro.core.task import TaskModule
 from torchrepro.frame_flexible.config import FFNModel
 from torchrepro.frame_flexible.data import FFNDataModule
 from torchrepro.frame_flexible.losses import ffn_losses
-from torchrepro.frame_flexible.model import FrameFlexibleNet
+from torchrepro.frame_flexible.model import network_for
 
 __all__ = ["FFNTask", "build", "callbacks"]
 
@@ -48,10 +48,7 @@ class FFNTask(TaskModule):
         self.num_classes = num_classes
         self.train_frames = tuple(sorted(m.train_frames))
         self.eval_frames = tuple(sorted(m.eval_frames))
-        self.net = FrameFlexibleNet(num_classes, self.train_frames, arch=m.arch, width=m.width,
-                                    pretrained=m.pretrained, private=m.regime == "ffn",
-                                    weight_alteration=m.regime == "ffn" and m.weight_alteration, shift=m.shift,
-                                    shift_div=m.shift_div, dropout=m.dropout)
+        self.net = network_for(m, num_classes)
         #: the most frequent training class (the label-prior baseline), set in setup from the data module
         self.prior_class = 0
 
