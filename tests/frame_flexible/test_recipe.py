@@ -95,7 +95,7 @@ def test_sthv2_config_parses_and_names_a_missing_root(tmp_path: Path, capsys) ->
     ("model.train_frames=[4]", ("regime 'ffn'", "model.train_frames")),
     ("model.eval_frames=[4,8]", ("model.eval_frames", "[4, 8, 16]")),
     ("model.regime=single", ("regime 'single'", "train_frames=[16]")),
-    ("data.resize=32", ("data.resize", "data.image_size")),
+    ("data.resize=16", ("data.resize", "data.image_size")),
     ("model.regime=tsn", ("model.regime",)),
 ])
 def test_bad_config_is_one_line(capsys, override: str, needles: tuple[str, ...]) -> None:
