@@ -82,3 +82,15 @@ def test_bad_clip_shape_and_options() -> None:
         net(torch.randn(4, 3, 32, 32))
     with pytest.raises(ValueError, match="private=True"):
         FrameFlexibleNet(5, [4, 8], width=8, weight_alteration=True)
+
+
+def test_low_frame_ce_adds_the_label_loss_of_every_other_frame_count() -> None:
+    torch.manual_seed(1)
+    logits = {f: torch.randn(4, 3) for f in (4, 8, 16)}
+    labels = torch.tensor([0, 1, 2, 0])
+    plain = ffn_losses(logits, labels, kl_weight=1.0)
+    extra = ffn_losses(logits, labels, kl_weight=1.0, low_frame_ce=True)
+    assert sorted(extra) == ["ce", "ce_4", "ce_8", "kl_4", "kl_8"]
+    assert all(torch.equal(extra[k], plain[k]) for k in plain)
+    for f in (4, 8):
+        assert extra[f"ce_{f}"].item() == pytest.approx(torch.nn.functional.cross_entropy(logits[f], labels).item())

@@ -96,7 +96,8 @@ class FFNModel:
     FFN's "separated training"); ``mixed`` draws one of ``train_frames`` for every batch, with shared batch norms
     (FFN's "mixed sampling" baseline); ``ffn`` runs every frame count of ``train_frames`` on each video, with
     private batch norms and, if ``weight_alteration``, FFN's weight alterations, and the loss CE on the most
-    frames + ``kl_weight`` × the KL terms of the others (FFN Eq. 3; the paper's λ is 1).
+    frames + ``kl_weight`` × the KL terms of the others (FFN Eq. 3; the paper's λ is 1); ``low_frame_ce`` adds CE on
+    the other frame counts too (not in the paper: an ablation for when the high-frame sub-network learns slowest).
     ``eval_frames``: the frame counts every evaluation scores (``acc@F``); the monitored ``accuracy`` is the mean
     over ``train_frames``. ``shift: false`` turns TSM's shift off (TSN, the baseline without temporal modelling).
     ``width`` scales the ResNet's channels (64: torchvision's; 16: a CPU-sized network).
@@ -112,6 +113,7 @@ class FFNModel:
     shift_div: int = 8
     weight_alteration: bool = True
     kl_weight: float = 1.0
+    low_frame_ce: bool = False
     dropout: float = 0.5
 
     def check(self, where: str) -> None:

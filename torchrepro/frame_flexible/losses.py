@@ -25,12 +25,16 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) 
     return F.kl_div(F.log_softmax(student_logits, dim=1), target, reduction="batchmean")
 
 
-def ffn_losses(logits: dict[int, torch.Tensor], labels: torch.Tensor, kl_weight: float) -> dict[str, torch.Tensor]:
+def ffn_losses(logits: dict[int, torch.Tensor], labels: torch.Tensor, kl_weight: float,
+               low_frame_ce: bool = False) -> dict[str, torch.Tensor]:
     """Named terms of FFN's loss for logits keyed by frame count: ``ce`` on the most frames, ``kl_<F>`` (weighted
-    by λ = ``kl_weight``) for every other frame count ``F``."""
+    by λ = ``kl_weight``) for every other frame count ``F``, and with ``low_frame_ce`` a ``ce_<F>`` term for them
+    too (not in the paper, whose lower-frame sub-networks learn only from the high-frame one)."""
     high = max(logits)
     terms = {"ce": F.cross_entropy(logits[high], labels)}
     for frames in sorted(logits):
         if frames != high:
             terms[f"kl_{frames}"] = kl_weight * distillation_kl(logits[frames], logits[high])
+            if low_frame_ce:
+                terms[f"ce_{frames}"] = F.cross_entropy(logits[frames], labels)
     return terms

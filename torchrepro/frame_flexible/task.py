@@ -73,7 +73,7 @@ class FFNTask(TaskModule):
         clips, labels = batch
         if self.m.regime == "ffn":
             logits = {f: self.net(clips[f]) for f in self.train_frames}
-            return ffn_losses(logits, labels, self.m.kl_weight)
+            return ffn_losses(logits, labels, self.m.kl_weight, self.m.low_frame_ce)
         frames = self.train_frames[0] if self.m.regime == "single" else self.mixed_frames(self.global_step)
         return {"ce": F.cross_entropy(self.net(clips[frames]), labels)}
 
