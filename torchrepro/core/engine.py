@@ -138,8 +138,7 @@ def build_callbacks(cfg: Config, recipe: Recipe, run_dir: Path) -> list[pl.Callb
     ckpt_dir = run_dir / CKPT_DIR
     callbacks: list[pl.Callback] = [RNGStateCallback(), NonFiniteLossGuard(ckpt_dir), MetricsFileCallback(run_dir),
                                     GracefulInterrupt(run_dir)]
-    monitor = c.monitor or recipe.default_monitor
-    mode = c.mode if c.monitor else recipe.default_mode
+    monitor, mode = recipe.best_metric(cfg)
     if monitor:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                                          save_last=False, enable_version_counter=False,

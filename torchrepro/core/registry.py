@@ -78,6 +78,12 @@ class Recipe:
         make = getattr(self._task(), "callbacks", None)
         return list(make(cfg)) if make is not None else []
 
+    def best_metric(self, cfg: cfgmod.Config) -> tuple[str | None, str]:
+        """(metric, mode) that chooses ``best.ckpt``: ``checkpoint.monitor`` and ``mode`` when set, else the recipe's
+        defaults."""
+        c = cfg.checkpoint
+        return (c.monitor, c.mode) if c.monitor else (self.default_monitor, self.default_mode)
+
     def demo_page(self) -> Callable[[Path], None] | None:
         """The recipe's live page ``page(runs_dir)`` of ``torchrepro serve`` (None: the recipe has none): the
         function named after ``:`` in ``demo``, else the module's ``page``."""

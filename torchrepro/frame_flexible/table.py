@@ -18,7 +18,6 @@ deployment must store, each run's wall time, and the paper's figures on Somethin
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -36,32 +35,16 @@ PAPER_SSV2: dict[str, dict[int, float]] = {
 }
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="torchrepro tool ffn-table", description=__doc__.splitlines()[0])
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("runs/ffn_table"))
-    parser.add_argument("overrides", nargs="*")
-    args, rest = parser.parse_known_args(argv)  # overrides may follow --out (argparse leaves them unparsed)
-    stray = [a for a in rest if a.startswith("-") or "=" not in a]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    args.overrides = [*args.overrides, *rest]
-    return args
-
-
-def plan(cfg: Config) -> list[tuple[str, str, list[str]]]:
-    """(row, run folder, overrides) of every training run, in order."""
+def plan(cfg: Config) -> list[tuple[str, list[str]]]:
+    """(run folder, overrides) of every training run, in order: one TSM per frame count (the most frames first),
+    mixed sampling, FFN."""
     frames = sorted(cfg.model.train_frames)
     if len(frames) < 2:
         raise ConfigError(f"the table compares frame counts: model.train_frames needs at least two, got {frames}")
     listed = f"[{','.join(map(str, frames))}]"
-    runs = [(f"trained at {frames[-1]} frames", f"single_{frames[-1]}",
-             ["model.regime=single", f"model.train_frames=[{frames[-1]}]"])]
-    runs += [("separated training", f"single_{f}", ["model.regime=single", f"model.train_frames=[{f}]"])
-             for f in frames[:-1]]
-    runs += [("mixed sampling", "mixed", ["model.regime=mixed", f"model.train_frames={listed}"]),
-             ("FFN", "ffn", ["model.regime=ffn", f"model.train_frames={listed}"])]
-    return runs
+    runs = [(f"single_{f}", ["model.regime=single", f"model.train_frames=[{f}]"]) for f in reversed(frames)]
+    return runs + [("mixed", ["model.regime=mixed", f"model.train_frames={listed}"]),
+                   ("ffn", ["model.regime=ffn", f"model.train_frames={listed}"])]
 
 
 def _parameters(run_dir: Path) -> int:
@@ -128,19 +111,17 @@ def table_main(argv: list[str]) -> int:
     from torchrepro.core import engine
     from torchrepro.core.registry import get_recipe, resolve_config
     from torchrepro.core.rundir import chosen_validation
+    from torchrepro.core.study import parse_study_args
     from torchrepro.frame_flexible.plots import accuracy_at_frames
 
-    args = _parse(argv)
-    if args.out.exists() and any(args.out.iterdir()):
-        raise ConfigError(f"table output folder {args.out} is not empty; choose another --out (nothing is overwritten)")
+    args = parse_study_args(argv, "torchrepro tool ffn-table", __doc__.splitlines()[0], Path("runs/ffn_table"))
     cfg = resolve_config(args.config, args.overrides)  # checked before the first run trains
     if cfg.recipe != "ffn":
         raise ConfigError(f"'{args.config}' is a '{cfg.recipe}' config: ffn-table needs an ffn config")
-    recipe = get_recipe(cfg.recipe)
-    monitor, mode = cfg.checkpoint.monitor or recipe.default_monitor, cfg.checkpoint.mode
+    monitor, mode = get_recipe(cfg.recipe).best_metric(cfg)
     frames, eval_frames = sorted(cfg.model.train_frames), sorted(cfg.model.eval_frames)
     runs = {}
-    for _, folder, overrides in plan(cfg):
+    for folder, overrides in plan(cfg):
         start = time.perf_counter()
         run_dir, metrics = engine.train(args.config, [*args.overrides, *overrides, f"run.dir={args.out / folder}"])
         runs[folder] = {"test": accuracy_at_frames(metrics, "test/"),

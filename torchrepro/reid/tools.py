@@ -27,6 +27,7 @@ from PIL import Image
 from torchrepro.core.config import Config
 from torchrepro.core.errors import ConfigError, DataError
 from torchrepro.core.rundir import chosen_validation
+from torchrepro.core.study import parse_study_args
 
 __all__ = ["ABLATION", "ablation_main", "stretched_schedule", "textures_main"]
 
@@ -81,21 +82,9 @@ def ablation_main(argv: list[str]) -> int:
     from torchrepro.core import engine
     from torchrepro.core.registry import get_recipe, resolve_config
 
-    parser = argparse.ArgumentParser(prog="torchrepro tool reid-ablation", description=__doc__.splitlines()[0])
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("runs/reid_ablation"))
-    parser.add_argument("overrides", nargs="*")
-    args, rest = parser.parse_known_args(argv)  # overrides may follow --out (argparse leaves them unparsed)
-    stray = [a for a in rest if a.startswith("-") or "=" not in a]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    args.overrides = [*args.overrides, *rest]
-    if args.out.exists() and any(args.out.iterdir()):
-        raise ConfigError(f"ablation output folder {args.out} is not empty; choose another --out (nothing is overwritten)")
+    args = parse_study_args(argv, "torchrepro tool reid-ablation", __doc__.splitlines()[0], Path("runs/reid_ablation"))
     cfg = resolve_config(args.config, args.overrides)  # checked before the first row trains
-    recipe = get_recipe(cfg.recipe)
-    monitor = cfg.checkpoint.monitor or recipe.default_monitor
-    mode = cfg.checkpoint.mode if cfg.checkpoint.monitor else recipe.default_mode
+    monitor, mode = get_recipe(cfg.recipe).best_metric(cfg)
     epochs = cfg.trainer.max_epochs
     plan = [*ABLATION, (CONTROL_ROW, ["model.method=bot", *stretched_schedule(cfg, 2)])]
     rows = []
