@@ -11,7 +11,6 @@ Training samples are keyed by ``(epoch, index)``: their frames and crop are a pu
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from torchvision.transforms import v2
 
 from torchrepro.core.config import Config
 from torchrepro.core.data import ResumableLoader, ResumableSampler
-from torchrepro.core.errors import DataError
 from torchrepro.core.evaluation import eval_loader
 from torchrepro.core.seeding import derive_seed
 from torchrepro.frame_flexible.config import FFNData
@@ -57,6 +55,7 @@ class ClipDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self.train = train
+        self._lengths: dict[int, int] = {}  # frames per video, counted once (a folder listing or a decode)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -79,7 +78,9 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[dict[int, torch.Tensor], int]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         item = self.items[index]
-        picks = self.frame_picks(num_frames(item.source), epoch, index)
+        if index not in self._lengths:
+            self._lengths[index] = num_frames(item.source)
+        picks = self.frame_picks(self._lengths[index], epoch, index)
         wanted = sorted({i for indices in picks.values() for i in indices})
         # [T, H, W, 3] → a contiguous [T, 3, H, W]: a permuted view would reach the network channels-last, and
         # torch 2.14.1's CPU backward of a plain ResNet-18 at width 4 corrupts memory on such input (measured)
@@ -174,15 +175,6 @@ class FFNDataModule(pl.LightningDataModule):
             self.val_set = ClipDataset(self.splits["val"], self.eval_frames, clip_transform(self.d, False))
         if self.test_set is None and "test" in self.splits and stage in (None, "fit", "test"):
             self.test_set = ClipDataset(self.splits["test"], self.eval_frames, clip_transform(self.d, False))
-
-    def prior_accuracy(self, split: str) -> float:
-        """Accuracy on ``split`` of always answering the most frequent training class (the label prior)."""
-        counts = Counter(item.label for item in self.splits["train"])
-        top = counts.most_common(1)[0][0]
-        items = self.splits[split]
-        if not items:
-            raise DataError(f"the {split} split holds no videos")
-        return sum(item.label == top for item in items) / len(items)
 
     def check_files(self) -> None:
         """Decode every frame of every video of the splits set up (``torchrepro data``): an unreadable frame is
