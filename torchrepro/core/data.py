@@ -111,12 +111,13 @@ class ResumableLoader(DataLoader):
 
 
 @contextlib.contextmanager
-def keyed_rng(seed: int, epoch: int, index: int) -> Iterator[torch.Generator]:
-    """Seed torch's global CPU RNG from ``(seed, epoch, index)`` for one sample, then restore it.
+def keyed_rng(seed: int, *key: int | str) -> Iterator[torch.Generator]:
+    """Seed torch's global CPU RNG from ``(seed, *key)`` for one sample, usually ``(seed, epoch, index)`` (a tag may
+    lead the key to keep two draws of one sample apart), then restore it.
 
     torchvision's random transforms draw from the global RNG; forking it per sample makes augmentation a pure
     function of the sample key, independent of worker count, order and resume point.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, epoch, index))
+        torch.manual_seed(derive_seed(seed, *key))
         yield torch.default_generator

@@ -21,7 +21,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from torchrepro.core.config import Config
-from torchrepro.core.data import ResumableLoader, ResumableSampler
+from torchrepro.core.data import ResumableLoader, ResumableSampler, keyed_rng
 from torchrepro.core.evaluation import eval_loader
 from torchrepro.core.seeding import derive_seed
 from torchrepro.frame_flexible.config import FFNData
@@ -86,8 +86,7 @@ class ClipDataset(Dataset):
         # torch 2.14.1's CPU backward of a plain ResNet-18 at width 4 corrupts memory on such input (measured)
         decoded = tv_tensors.Video(torch.from_numpy(read_frames(item.source, wanted)).permute(0, 3, 1, 2).contiguous())
         if self.train:  # the crop, too, is a function of (seed, epoch, index)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(self.seed, "crop", epoch, index))
+            with keyed_rng(self.seed, "crop", epoch, index):
                 frames = self.transform(decoded)
         else:
             frames = self.transform(decoded)
