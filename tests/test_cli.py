@@ -20,8 +20,8 @@ DEMO = REPO / "configs" / "driving_synthetic.yaml"
 def test_list_and_config(capsys):
     code, out, _ = run_main(capsys, "list")
     listed = [line.split()[0] for line in out.splitlines() if line and not line.startswith("tool ")]
-    assert code == 0 and listed == ["detection", "driving", "ffn", "magicpoint", "nerf", "reid", "simclr",
-                                    "superpoint", "vpr_event"]  # sorted by name
+    assert code == 0 and listed == ["detection", "driving", "ffn", "lipnet", "magicpoint", "nerf", "reid",
+                                    "simclr", "superpoint", "vpr_event"]  # sorted by name
     code, out, _ = run_main(capsys, "config", DEMO, "optim.lr=1e-3")
     assert code == 0 and "lr: 0.001" in out
 

@@ -8,6 +8,7 @@ builds the recipe.
 import torchrepro.detection.config  # noqa: F401  (registers "detection")
 import torchrepro.driving.config  # noqa: F401  (registers "driving")
 import torchrepro.frame_flexible.config  # noqa: F401  (registers "ffn" and the ffn-table tool)
+import torchrepro.lipreading.config  # noqa: F401  (registers "lipnet" and the lipread tool)
 import torchrepro.nerf.config  # noqa: F401  (registers "nerf" and the nerf-render tool)
 import torchrepro.place_recognition.config  # noqa: F401  (registers "vpr_event")
 import torchrepro.reid.config  # noqa: F401  (registers "reid" and the reid-ablation / reid-textures tools)

@@ -182,7 +182,7 @@ def _existing_paths_for(path: Path, tmp_path: Path) -> list[str]:
             (tmp_path / "tiny_nerf_data.npz").touch()
             return [f"data.path={tmp_path / 'tiny_nerf_data.npz'}"]
         return [f"data.path={tmp_path}"] if source == "blender" else []
-    if raw["recipe"] == "ffn":  # a Something-Something V2 download or a frames-folder + CSV data set
+    if raw["recipe"] in ("ffn", "lipnet"):  # SSv2 or a frames-folder + CSV data set; a GRID download
         return [f"data.root={tmp_path}"] if data.get("source") != "synthetic" else []
     raise AssertionError(f"{path}: no placeholder rule for recipe {raw['recipe']}")
 
