@@ -103,7 +103,7 @@ def test_app_has_the_runs_page_and_one_live_page_per_recipe(tmp_path: Path) -> N
     at = AppTest.from_function(_pages_script, args=(str(tmp_path),)).run()
     assert_no_exception(at)
     demos = sorted(name for name, recipe in registry.recipes().items() if recipe.demo)
-    assert demos == ["detection", "driving", "ffn", "magicpoint", "nerf", "reid", "superpoint", "vpr_event"]
+    assert demos == ["detection", "driving", "ffn", "lipnet", "magicpoint", "nerf", "reid", "superpoint", "vpr_event"]
     assert [m.value for m in at.markdown] == ["Runs -> /"] + [f"Live: {n} -> /{n}" for n in demos]
     for name in demos:
         assert callable(registry.get_recipe(name).demo_page())

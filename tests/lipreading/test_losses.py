@@ -67,6 +67,10 @@ def test_padding_counted_in_target_lengths_is_refused():
     padded_lengths = torch.full_like(target_lengths, targets.shape[1])  # the padded width, not the text's length
     raw = F.ctc_loss(log_probs.transpose(0, 1), targets, lengths, padded_lengths, reduction="none")
     assert not torch.isfinite(raw).all()  # what the mistake does: blank labels no path can emit, infinite loss
+    # why batch 1 worked: a batch of one is padded to its own length, so "padded width" is the true length
+    alone = targets[3:4, :int(target_lengths[3])]
+    assert torch.isfinite(F.ctc_loss(log_probs[3:4].transpose(0, 1), alone, lengths[3:4],
+                                     torch.tensor([alone.shape[1]]), reduction="none")).all()
     with pytest.raises(ValueError, match="must not count padding"):
         ctc_loss(log_probs, targets, lengths, padded_lengths)
 

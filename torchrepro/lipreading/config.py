@@ -94,13 +94,14 @@ class LipModel:
     ``variant``: ``paper`` (the first convolution strides 2 in space, LipNet Table 4) or ``seed`` (every convolution
     stride 1, as the seed write-up). ``channels`` and ``hidden`` are the paper's 32/64/96 and 256; smaller values
     give a CPU-sized network. ``dropout``: spatial dropout after each convolution block and dropout on the GRU
-    outputs. ``beam_width``: the CTC prefix beam search of the test; ``grammar``: constrain it to GRID sentences.
+    outputs. ``batch_norm``: batch normalisation after each convolution (not in the paper). ``beam_width``: the CTC prefix beam search of the test; ``grammar``: constrain it to GRID sentences.
     """
 
     variant: Literal["paper", "seed"] = "paper"
     channels: list[int] = field(default_factory=lambda: [32, 64, 96])
     hidden: int = 256
     dropout: float = 0.5
+    batch_norm: bool = False
     beam_width: int = 16
     grammar: bool = True
 
@@ -119,6 +120,7 @@ RECIPE = register(Recipe(
     data_schema=LipData,
     model_schema=LipModel,
     task="torchrepro.lipreading.task",
+    demo="torchrepro.lipreading.demo",
     default_monitor="wer",
     default_mode="min",
     baseline_metric="baseline_wer",

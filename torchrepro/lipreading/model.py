@@ -31,10 +31,12 @@ from torchrepro.lipreading.vocabulary import NUM_CLASSES
 __all__ = ["LipNet"]
 
 
-def _stcnn(c_in: int, c_out: int, kernel: tuple[int, int, int], stride: tuple[int, int, int], dropout: float) -> nn.Sequential:
+def _stcnn(c_in: int, c_out: int, kernel: tuple[int, int, int], stride: tuple[int, int, int], dropout: float,
+           batch_norm: bool) -> nn.Sequential:
     padding = tuple(k // 2 for k in kernel)
-    return nn.Sequential(nn.Conv3d(c_in, c_out, kernel, stride, padding), nn.ReLU(inplace=True),
-                         nn.Dropout3d(dropout), nn.MaxPool3d((1, 2, 2), (1, 2, 2)))
+    norm = [nn.BatchNorm3d(c_out)] if batch_norm else []
+    return nn.Sequential(nn.Conv3d(c_in, c_out, kernel, stride, padding, bias=not batch_norm), *norm,
+                         nn.ReLU(inplace=True), nn.Dropout3d(dropout), nn.MaxPool3d((1, 2, 2), (1, 2, 2)))
 
 
 class LipNet(nn.Module):
@@ -42,13 +44,13 @@ class LipNet(nn.Module):
 
     def __init__(self, input_size: Sequence[int] = (50, 100), channels: Sequence[int] = (32, 64, 96),
                  hidden: int = 256, num_classes: int = NUM_CLASSES, variant: str = "paper", dropout: float = 0.5,
-                 in_channels: int = 1) -> None:
+                 in_channels: int = 1, batch_norm: bool = False) -> None:
         super().__init__()
         first_stride = (1, 2, 2) if variant == "paper" else (1, 1, 1)
         c1, c2, c3 = channels
-        self.convs = nn.Sequential(_stcnn(in_channels, c1, (3, 5, 5), first_stride, dropout),
-                                   _stcnn(c1, c2, (3, 5, 5), (1, 1, 1), dropout),
-                                   _stcnn(c2, c3, (3, 3, 3), (1, 1, 1), dropout))
+        self.convs = nn.Sequential(_stcnn(in_channels, c1, (3, 5, 5), first_stride, dropout, batch_norm),
+                                   _stcnn(c1, c2, (3, 5, 5), (1, 1, 1), dropout, batch_norm),
+                                   _stcnn(c2, c3, (3, 3, 3), (1, 1, 1), dropout, batch_norm))
         try:
             with torch.no_grad():
                 features = self.convs(torch.zeros(1, in_channels, 1, *input_size))
@@ -69,7 +71,8 @@ class LipNet(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv3d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         for gru in (self.gru1, self.gru2):
             for name, p in gru.named_parameters():
                 if name.startswith("weight_hh"):
