@@ -8,15 +8,16 @@ import json
 import pytest
 import torch
 
-from torchrepro.core.errors import ConfigError
+from torchrepro.core.errors import ConfigError, DataError
 from torchrepro.core.registry import resolve_config
 from torchrepro.lipreading.data import collate
 from torchrepro.lipreading.losses import ctc_loss
 from torchrepro.lipreading.model import LipNet
 from torchrepro.lipreading.task import error_rates, most_likely_sentence
 from torchrepro.lipreading.vocabulary import encode_text
-from tests.helpers import REPO
-from tests.lipreading import SENTENCES
+from tests.helpers import REPO, assert_one_line_error, run_main
+from tests.lipreading import SENTENCES, mouth_video, write_grid
+from torchrepro.video.writer import write_video
 
 
 def test_batch_16_ctc_training_stays_finite_and_falls():
@@ -26,10 +27,10 @@ def test_batch_16_ctc_training_stays_finite_and_falls():
     torch.manual_seed(0)
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(16)]
     lengths = [75 - (i % 3) for i in range(16)]
-    samples = [{"clip": torch.randn(1, 75, 32, 64), "length": n, "target": torch.tensor(encode_text(t)), "index": i}
+    samples = [{"clip": torch.randn(1, 75, 16, 32), "length": n, "target": torch.tensor(encode_text(t)), "index": i}
                for i, (t, n) in enumerate(zip(texts, lengths))]
     batch = collate(samples)
-    net = LipNet((32, 64), (4, 8, 8), hidden=32, dropout=0.0)
+    net = LipNet((16, 32), (4, 8, 8), hidden=32, dropout=0.0)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses = []
     for _ in range(40):
@@ -82,3 +83,32 @@ def test_tiny_run_scores_both_speaker_sets_greedy_and_beam(tiny_runs):
             assert 0 <= test[key] < (10 if name == "loss" else 1.5), key  # an error rate may exceed 1 (insertions)
     (untrained,) = [h for h in history if h["stage"] == "untrained"]
     assert {"cer", "wer", "cer_beam", "wer_beam", "baseline_wer", "val_loss"} <= set(untrained)
+
+
+def test_bad_grid_files_are_one_line_errors_and_the_fixed_set_reads(tmp_path, capsys):
+    """``torchrepro data`` on a GRID download reads every pair: an overlapping alignment, a transcript outside the
+    vocabulary (an unknown word) or a video shorter than its alignment exits 2 with one line naming the file; fixed, it succeeds."""
+    root = write_grid(tmp_path / "grid", {"s1": SENTENCES[:4], "s2": SENTENCES[4:6]})
+    args = ("data", REPO / "configs" / "lipnet_grid.yaml", f"data.root={root}", "data.unseen_speakers=[s2]",
+            "data.test_per_speaker=1", "data.val_per_speaker=1", "data.num_workers=0")
+    align = root / "alignments" / "s1" / "bbaf2n.align"
+    good = align.read_text()
+    lines = good.splitlines()
+    align.write_text("\n".join([lines[0], "10000 30000 bin", *lines[2:]]) + "\n")  # "bin" starts inside the sil
+    code, _, err = run_main(capsys, *args)
+    assert_one_line_error(code, err, str(align), "must not overlap")
+    align.write_text(good.replace(" two", " 2"))
+    code, _, err = run_main(capsys, *args)
+    assert_one_line_error(code, err, str(align), "unknown word '2'")
+    align.write_text(good)
+    video = root / "s1" / "bbaf2n.mpg"
+    write_video(video, mouth_video(70))
+    code, _, err = run_main(capsys, *args)
+    assert_one_line_error(code, err, str(video), "70 frames", "length_mismatch=pad")
+    code, out, _ = run_main(capsys, *args, "data.length_mismatch=pad")
+    assert code == 0, out
+
+
+def test_characters_outside_the_vocabulary_are_named():
+    with pytest.raises(DataError, match="outside LipNet's vocabulary .*'2'"):
+        encode_text("bin blue at f 2 now", where="transcript")
