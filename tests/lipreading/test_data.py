@@ -9,7 +9,7 @@ import torch
 from torchrepro.core.config import validate
 from torchrepro.core.errors import DataError
 from torchrepro.lipreading.config import LipData, LipModel
-from torchrepro.lipreading.data import MAX_TEXT, LipClipDataset, collate, ctc_min_frames, mouth_clip
+from torchrepro.lipreading.data import MAX_TEXT, LipClipDataset, box_from_points, collate, ctc_min_frames, mouth_clip
 from torchrepro.lipreading.grid import read_speaker
 from torchrepro.lipreading.vocabulary import encode_text
 from tests.lipreading import GRID_BOX, SENTENCES, write_grid
@@ -114,3 +114,29 @@ def test_unreadable_video_is_named(tmp_path):
     u.source.write_bytes(b"not a video")
     with pytest.raises(DataError, match="bbaf2n.mpg"):
         LipClipDataset([u], _data()).load(0)
+
+
+def test_box_from_mouth_landmarks_by_hand():
+    points = np.array([[100, 210], [200, 210], [150, 200], [150, 220]], dtype=float)  # corners and lip middles
+    # width 100 + 25 % each side = 150; height max(150 × 0.5, 20 × 1.5) = 75; centred on (150, 210)
+    assert box_from_points(points, 0.5, (288, 360)).tolist() == [172, 247, 75, 225]
+    # near the frame's edge the box is shifted inside, keeping its size
+    assert box_from_points(points + [-90, 60], 0.5, (288, 360)).tolist() == [213, 288, 0, 150]
+
+
+def test_landmarks_file_of_68_points_crops_the_mouth(tmp_path, grid_root):
+    (u, *_) = read_speaker(grid_root, "s1")
+    top, bottom, left, right = GRID_BOX
+    mouth = np.array([[left + 30, top + 15], [right - 30, top + 15], [(left + right) / 2, top + 10],
+                      [(left + right) / 2, top + 25]] * 5)  # 20 mouth points
+    face = np.full((48, 2), 5.0)  # jaw, brows, nose, eyes: far from the mouth, in the dark corner
+    line = " ".join(f"{v:g}" for v in np.concatenate([face, mouth]).ravel())
+    boxes = tmp_path / "boxes"
+    (boxes / "s1").mkdir(parents=True)
+    (boxes / "s1" / f"{u.name}.txt").write_text((line + "\n") * 75)
+    d = _data(input_size=[24, 48], boxes=str(boxes))
+    crops, _ = LipClipDataset([u], d).load(0)
+    expected = box_from_points(mouth, 0.5, (288, 360))
+    b_top, b_bottom, b_left, b_right = expected
+    assert top <= b_top and b_bottom <= bottom and left <= b_left and b_right <= right  # the face points were ignored
+    assert crops.mean() > 150  # inside the fixture's bright mouth box

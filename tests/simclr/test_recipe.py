@@ -112,10 +112,11 @@ def test_config_errors(override: str, message: str):
     assert message in str(err.value)
 
 
-def test_nhwc_trunk_below_eight_channels_is_refused_before_it_can_crash():
+def test_nhwc_trunk_below_eight_channels_is_refused_before_it_can_crash(tmp_path):
     import torchrepro.recipes  # noqa: F401
     from torchrepro.core.errors import ConfigError
 
+    root = f"data.root={tmp_path}"  # the config's Debian folder need not be installed: only the width is checked
     with pytest.raises(ConfigError, match="needs model.width >= 8, got width 4"):
-        resolve_config(REPO / "configs" / "simclr_fashion_mnist.yaml", ["model.width=4"])
-    assert resolve_config(REPO / "configs" / "simclr_fashion_mnist.yaml", ["model.width=8"]).model.channels_last
+        resolve_config(REPO / "configs" / "simclr_fashion_mnist.yaml", ["model.width=4", root])
+    assert resolve_config(REPO / "configs" / "simclr_fashion_mnist.yaml", ["model.width=8", root]).model.channels_last

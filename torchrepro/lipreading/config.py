@@ -31,9 +31,10 @@ class LipData:
     Clips: ``frames`` frames per clip (GRID: 75). A video whose length differs from its alignment's is an error
     naming it (``length_mismatch: error``) or is padded with its last frame / cut to the alignment
     (``length_mismatch: pad``). The mouth is ``mouth_box`` = [top, bottom, left, right] of every frame (the seed's
-    GRID crop: rows 190-236, cols 100-200), or per-frame boxes read from ``boxes`` (a file
-    ``<boxes>/<speaker>/<name>.txt`` with one ``top bottom left right`` line per frame, e.g. from a face
-    landmark detector). Crops are turned grey, resized to ``input_size`` = [height, width] and standardised per
+    GRID crop: rows 190-236, cols 100-200), or per-frame boxes read from ``boxes``: a file
+    ``<boxes>/<speaker>/<name>.txt`` with one line per frame, either ``top bottom left right`` or face landmarks
+    ``x1 y1 x2 y2 …`` (dlib's 68 points, of which the mouth's are used, or the mouth's points alone), boxed with a
+    margin at the input's aspect ratio. Crops are turned grey, resized to ``input_size`` = [height, width] and standardised per
     video (the seed's (x − mean) / std). ``flip``: mirror the clip at random in training (LipNet §3.3).
     """
 
@@ -94,7 +95,9 @@ class LipModel:
     ``variant``: ``paper`` (the first convolution strides 2 in space, LipNet Table 4) or ``seed`` (every convolution
     stride 1, as the seed write-up). ``channels`` and ``hidden`` are the paper's 32/64/96 and 256; smaller values
     give a CPU-sized network. ``dropout``: spatial dropout after each convolution block and dropout on the GRU
-    outputs. ``batch_norm``: batch normalisation after each convolution (not in the paper). ``beam_width``: the CTC prefix beam search of the test; ``grammar``: constrain it to GRID sentences.
+    outputs. ``batch_norm``: batch normalisation after each convolution (not in the paper). ``beam_width``: the
+    CTC prefix beam search of every evaluation but the per-epoch validation; ``grammar``: constrain it to GRID
+    sentences.
     """
 
     variant: Literal["paper", "seed"] = "paper"

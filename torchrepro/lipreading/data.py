@@ -45,16 +45,46 @@ def ctc_min_frames(target: Sequence[int]) -> int:
     return len(target) + sum(a == b for a, b in zip(target, target[1:]))
 
 
-def read_boxes(path: Path, n_frames: int) -> np.ndarray:
-    """Per-frame mouth boxes ``[n_frames, 4]`` (top, bottom, left, right) from a text file of one line per frame."""
+#: the mouth points of the 68-point iBUG 300-W scheme that dlib's shape predictor outputs (points 49-68, 1-based)
+MOUTH_POINTS_68 = slice(48, 68)
+#: the margin added around the landmarks' mouth on each side, as a fraction of the mouth's width
+LANDMARK_MARGIN = 0.25
+
+
+def box_from_points(points: np.ndarray, aspect: float, frame: tuple[int, int]) -> np.ndarray:
+    """A ``[top, bottom, left, right]`` box around mouth landmarks ``[K, 2]`` (x, y): their bounding box widened by
+    :data:`LANDMARK_MARGIN` of the mouth's width on each side, grown to the ``aspect`` (height / width) of the network
+    input about its centre, and shifted (not clipped, which would change its aspect) into the ``frame`` (H, W)."""
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    width = (x1 - x0) * (1 + 2 * LANDMARK_MARGIN)
+    height = max(width * aspect, (y1 - y0) * (1 + 2 * LANDMARK_MARGIN))
+    width = height / aspect
+    frame_h, frame_w = frame
+    height, width = min(height, frame_h), min(width, frame_w)
+    top = float(np.clip((y0 + y1) / 2 - height / 2, 0, frame_h - height))
+    left = float(np.clip((x0 + x1) / 2 - width / 2, 0, frame_w - width))
+    top_px, left_px = round(top), round(left)
+    return np.array([top_px, top_px + round(height), left_px, left_px + round(width)])
+
+
+def read_boxes(path: Path, n_frames: int, aspect: float = 0.5, frame: tuple[int, int] = (288, 360)) -> np.ndarray:
+    """Per-frame mouth boxes ``[n_frames, 4]`` (top, bottom, left, right) from a text file of one line per frame:
+    either the box itself (4 numbers) or facial landmarks ``x1 y1 x2 y2 …`` (68 points: dlib's scheme, of which the
+    mouth's 20 are used; any other number: all are the mouth), turned into a box by :func:`box_from_points`."""
     try:
-        boxes = np.loadtxt(path, dtype=np.int64, ndmin=2)
+        rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except (OSError, ValueError) as err:
-        raise DataError(f"mouth boxes '{path}' cannot be read ({err}): one 'top bottom left right' line per frame") from None
-    if boxes.shape != (n_frames, 4):
-        raise DataError(f"mouth boxes '{path}' hold {boxes.shape[0]} rows of {boxes.shape[1]} numbers; the video has "
-                        f"{n_frames} frames: write one 'top bottom left right' line per frame")
-    return boxes
+        raise DataError(f"mouth boxes '{path}' cannot be read ({err}): one 'top bottom left right' line (or one line "
+                        f"of landmark x y pairs) per frame") from None
+    if rows.shape[0] != n_frames or (rows.shape[1] != 4 and rows.shape[1] % 2):
+        raise DataError(f"mouth boxes '{path}' hold {rows.shape[0]} rows of {rows.shape[1]} numbers; the video has "
+                        f"{n_frames} frames: write one 'top bottom left right' line (or landmark x y pairs) per frame")
+    if rows.shape[1] == 4:
+        return rows.round().astype(np.int64)
+    points = rows.reshape(n_frames, -1, 2)
+    if points.shape[1] == 68:
+        points = points[:, MOUTH_POINTS_68]
+    return np.stack([box_from_points(p, aspect, frame) for p in points]).astype(np.int64)
 
 
 def _crop(frame: np.ndarray, box: Sequence[int], source: Path, size: tuple[int, int]) -> np.ndarray:
@@ -85,8 +115,11 @@ def mouth_crops(source: Path, d: LipData, boxes_file: Path | None = None) -> np.
     n = num_frames(source)
     rgb = read_frames(source, range(n))
     grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
-    boxes = read_boxes(boxes_file, n) if boxes_file is not None else np.tile(np.asarray(d.mouth_box), (n, 1))
     size = (d.input_size[0], d.input_size[1])
+    if boxes_file is not None:
+        boxes = read_boxes(boxes_file, n, aspect=size[0] / size[1], frame=grey.shape[1:3])
+    else:
+        boxes = np.tile(np.asarray(d.mouth_box), (n, 1))
     return np.stack([_crop(f, b, source, size) for f, b in zip(grey, boxes)])
 
 
