@@ -137,6 +137,15 @@ class CheckpointConfig:
     save_optimizer: bool = True
 
 
+def check_data_root(root: str | None, where: str, source: str, example: str, fix: str) -> None:
+    """A recipe's ``data.root`` for a source read from disk: given (else the error says ``set <where>.root=<example>``)
+    and an existing folder (else ``fix`` says where to point it). The check every non-synthetic source starts with."""
+    if not root:
+        raise ConfigError(f"config key '{where}.root' is required for source '{source}': set {where}.root={example}")
+    if not Path(root).is_dir():
+        raise ConfigError(f"data root '{root}' ({where}.root) does not exist: {fix}")
+
+
 ENGINE_SECTIONS: dict[str, type] = {
     "run": RunConfig,
     "trainer": TrainerConfig,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from torchrepro.core.config import check_data_root
 from torchrepro.core.errors import ConfigError
 from torchrepro.core.registry import Recipe, Tool, register, register_tool
 
@@ -110,14 +111,11 @@ class DetectionData:
 
     def check(self, where: str) -> None:
         if self.source != "synthetic":
-            if not self.root:
-                raise ConfigError(f"config key '{where}.root' is required for source '{self.source}': set "
-                                  f"{where}.root=/path/to/{'VOCdevkit/VOC2007' if self.source == 'voc' else 'coco'}")
-            if not Path(self.root).is_dir():
-                layout = ("the VOC20xx folder holding Annotations/, ImageSets/ and JPEGImages/" if self.source == "voc"
-                          else "the folder holding annotations/instances_<split>.json and the <split>/ image folders")
-                raise ConfigError(f"data root '{self.root}' ({where}.root) does not exist: point {where}.root at "
-                                  f"{layout}")
+            voc = self.source == "voc"
+            layout = ("the VOC20xx folder holding Annotations/, ImageSets/ and JPEGImages/" if voc
+                      else "the folder holding annotations/instances_<split>.json and the <split>/ image folders")
+            check_data_root(self.root, where, self.source, f"/path/to/{'VOCdevkit/VOC2007' if voc else 'coco'}",
+                            f"point {where}.root at {layout}")
         if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
             raise ConfigError(f"config key '{where}.classes' must list distinct class names (or be null for the "
                               f"source's own), got {self.classes}")

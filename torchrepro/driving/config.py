@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from torchrepro.core.config import check_data_root
 from torchrepro.core.errors import ConfigError
 from torchrepro.core.registry import Recipe, register
 from torchrepro.nn.backbones import check_backbone_name
@@ -46,10 +47,7 @@ class DrivingData:
 
     def check(self, where: str) -> None:
         if self.source != "synthetic":
-            if not self.root:
-                raise ConfigError(f"config key '{where}.root' is required for source '{self.source}': set {where}.root=/path/to/data")
-            if not Path(self.root).is_dir():
-                raise ConfigError(f"data root '{self.root}' ({where}.root) does not exist: point it at the data set folder")
+            check_data_root(self.root, where, self.source, "/path/to/data", "point it at the data set folder")
         splits = [self.train_split, self.val_split] + ([self.test_split] if self.test_split else [])
         if len(set(splits)) != len(splits):
             raise ConfigError(f"{where}.train_split, {where}.val_split and {where}.test_split must name different "

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from torchrepro.core.config import check_data_root
 from torchrepro.core.errors import ConfigError
 from torchrepro.core.registry import Recipe, Tool, register, register_tool
 from torchrepro.nn.backbones import check_backbone_name
@@ -63,12 +64,8 @@ class FFNData:
 
     def check(self, where: str) -> None:
         if self.source != "synthetic":
-            if not self.root:
-                raise ConfigError(f"config key '{where}.root' is required for source '{self.source}': set "
-                                  f"{where}.root=/path/to/data")
-            if not Path(self.root).is_dir():
-                raise ConfigError(f"data root '{self.root}' ({where}.root) does not exist: point it at the "
-                                  f"{'Something-Something V2' if self.source == 'sthv2' else 'data set'} folder")
+            check_data_root(self.root, where, self.source, "/path/to/data", "point it at the "
+                            f"{'Something-Something V2' if self.source == 'sthv2' else 'data set'} folder")
         if self.source != "sthv2":
             splits = [self.train_split, self.val_split] + ([self.test_split] if self.test_split else [])
             if len(set(splits)) != len(splits):

@@ -8,9 +8,9 @@ GRID: Cooke, Barker, Cunningham and Shao, JASA 2006. No torch here: the CLI vali
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
+from torchrepro.core.config import check_data_root
 from torchrepro.core.errors import ConfigError
 from torchrepro.core.registry import Recipe, Tool, register, register_tool
 
@@ -62,11 +62,8 @@ class LipData:
 
     def check(self, where: str) -> None:
         if self.source == "grid":
-            if not self.root:
-                raise ConfigError(f"config key '{where}.root' is required for source 'grid': set {where}.root=/path/to/GRID")
-            if not Path(self.root).is_dir():
-                raise ConfigError(f"data root '{self.root}' ({where}.root) does not exist: point it at the GRID folder "
-                                  f"holding s1/, s2/ … and alignments/")
+            check_data_root(self.root, where, "grid", "/path/to/GRID",
+                            "point it at the GRID folder holding s1/, s2/ … and alignments/")
         top, bottom, left, right = (self.mouth_box + [0, 0, 0, 0])[:4]
         if len(self.mouth_box) != 4 or not (0 <= top < bottom and 0 <= left < right):
             raise ConfigError(f"config key '{where}.mouth_box' must be [top, bottom, left, right] with top < bottom and "

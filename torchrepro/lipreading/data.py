@@ -145,12 +145,15 @@ class LipClipDataset(Dataset):
         self.seed = seed
         self.train = train
         self._cache: dict[int, tuple[np.ndarray, list[int]]] = {}
+        self._alignments: dict[int, Alignment] = {}  # parsed once: every evaluation reads the transcripts again
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def alignment(self, index: int) -> Alignment:
-        return read_align(self.utterances[index].align)
+        if index not in self._alignments:
+            self._alignments[index] = read_align(self.utterances[index].align)
+        return self._alignments[index]
 
     def text(self, index: int) -> str:
         return self.alignment(index).text

@@ -24,7 +24,7 @@ every path of a labelling passes only through prefixes of that labelling, droppi
 no mass of any grammatical sentence: with a wide beam the constrained search returns exactly the most probable
 grammatical labelling.
 
-Text is recovered from class indices with ``vocabulary.decode_ids`` (re-exported here as ``ids_to_text``).
+Text is recovered from class indices with ``vocabulary.decode_ids``.
 """
 
 from __future__ import annotations
@@ -36,17 +36,14 @@ from typing import Literal, overload
 
 import torch
 
-from torchrepro.lipreading.vocabulary import BLANK, GRID_SLOTS, SPACE, decode_ids, encode_text
+from torchrepro.lipreading.vocabulary import BLANK, GRID_SLOTS, SPACE, encode_text
 
-__all__ = ["SlotGrammar", "beam_decode", "greedy_decode", "ids_to_text", "prefix_beam_search"]
+__all__ = ["SlotGrammar", "beam_decode", "greedy_decode", "prefix_beam_search"]
 
 _NEG_INF = -math.inf
 
 #: a beam: prefix (class indices, no blanks) → [log p_b, log p_nb, grammar state]
 _Beam = dict[tuple[int, ...], list]
-
-#: class indices (no blanks) → text; the vocabulary's own function, not a copy
-ids_to_text = decode_ids
 
 
 def _log_add(a: float, b: float) -> float:

@@ -6,9 +6,9 @@ Schemas only (no torch): ``torchrepro list`` and ``torchrepro config`` import th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
+from torchrepro.core.config import check_data_root
 from torchrepro.core.errors import ConfigError
 from torchrepro.core.registry import Recipe, register
 
@@ -94,13 +94,9 @@ class SimCLRData:
 
     def check(self, where: str) -> None:
         if self.source != "synthetic":
-            if not self.root:
-                raise ConfigError(f"config key '{where}.root' is required for source '{self.source}': set "
-                                  f"{where}.root=/path/to/data")
-            if not Path(self.root).is_dir():
-                fix = (f"install it with `{FASHION_MNIST_INSTALL}`, or point {where}.root at a folder holding the IDX files"
-                       if self.source == "fashion_mnist" else f"point {where}.root at the data set folder")
-                raise ConfigError(f"data root '{self.root}' ({where}.root) does not exist: {fix}")
+            fix = (f"install it with `{FASHION_MNIST_INSTALL}`, or point {where}.root at a folder holding the IDX files"
+                   if self.source == "fashion_mnist" else f"point {where}.root at the data set folder")
+            check_data_root(self.root, where, self.source, "/path/to/data", fix)
         if self.batch_size < 2:
             raise ConfigError(f"config key '{where}.batch_size' must be >= 2, got {self.batch_size}: NT-Xent contrasts "
                               f"each image with the other images of the batch, a batch of one has no negatives")
